@@ -1,0 +1,17 @@
+"""SQLAlchemy 2.0 tables: the single schema of the app and the intelligence product."""
+
+from .b2b import ApiClient, ApiUsage
+from .base import Base
+from .ingest import IngestPending, IngestState
+from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
+from .notifications import Notification, PushSubscription
+from .posts import Post
+from .social import Follow, Like, Profile, Repost, UserFollowState, UserPostState
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestPending", "IngestState", "Like",
+    "Notification", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
+    "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
+]

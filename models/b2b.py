@@ -1,0 +1,45 @@
+"""B2B access: API clients with tiers, quotas and rate limits, and their usage log."""
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, ForeignKey, Identity, Index, Integer,
+                        SmallInteger, Text, text)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, created_now
+
+
+class ApiClient(Base):
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    client_name: Mapped[str] = mapped_column(Text)
+    # The public key id a client sends; the secret is only ever stored hashed.
+    api_key: Mapped[str] = mapped_column(Text, unique=True)
+    api_secret_hash: Mapped[str] = mapped_column(Text)
+    tier: Mapped[str | None] = mapped_column(Text)
+    monthly_quota: Mapped[int | None] = mapped_column(Integer)
+    allowed_endpoints: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    rate_limit_per_min: Mapped[int] = mapped_column(Integer, server_default="60")
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = created_now()
+    last_used_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("tier IN ('starter','growth','enterprise','custom')", name="tier"),
+    )
+
+
+class ApiUsage(Base):
+    __tablename__ = "api_usage"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    response_time_ms: Mapped[int | None] = mapped_column(Integer)
+    called_at: Mapped[datetime] = created_now()
+
+    __table_args__ = (Index("idx_api_usage_client", "client_id", text("called_at DESC")),)

@@ -1,0 +1,41 @@
+"""Engine and session factory, one per process, built from ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cannect.config import DatabaseSettings, load_settings
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An engine with pooling suited to threaded workers and web processes."""
+    options = dict(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    options.update(kwargs)
+    return create_engine(url, **options)
+
+
+@functools.lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    return make_engine(load_settings(DatabaseSettings).sqlalchemy_url)
+
+
+@functools.lru_cache(maxsize=1)
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    session = _session_factory()()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
