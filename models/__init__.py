@@ -2,7 +2,7 @@
 
 from .b2b import ApiClient, ApiUsage
 from .base import Base
-from .ingest import IngestPending, IngestState
+from .ingest import IngestPending, IngestRecent, IngestState
 from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, PushSubscription
 from .posts import Post
@@ -11,7 +11,7 @@ from .social import Follow, Like, Profile, Repost, UserFollowState, UserPostStat
 metadata = Base.metadata
 
 __all__ = [
-    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestPending", "IngestState", "Like",
+    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestPending", "IngestRecent", "IngestState", "Like",
     "Notification", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
 ]

@@ -1,9 +1,12 @@
 """Bookkeeping of the ingest pipeline itself.
 
-``ingest_state`` holds, per stream, the Jetstream ``time_us`` up to which events have been
-applied; it is updated in the same transaction as the data, which is what makes replays
-and redeliveries harmless. ``ingest_pending`` parks batches that arrived before their
-predecessor, so batches are applied in stream order whatever order workers take them in.
+The listener numbers its batches per connection: ``(conn, seq)``, where ``conn`` grows with
+every new connection and a connection's first batch names the last batch enqueued before it
+(``prev``). ``ingest_state`` holds the last batch applied and is updated in the same
+transaction as the data; that is what makes batches apply exactly once and in stream order.
+``ingest_pending`` parks batches that arrived before their predecessor. ``ingest_recent``
+remembers the ``time_us`` of recently applied events, so the overlap a reconnect replays
+(a few seconds rewound) is recognised and skipped.
 """
 
 from datetime import datetime
@@ -18,6 +21,9 @@ class IngestState(Base):
     __tablename__ = "ingest_state"
 
     stream: Mapped[str] = mapped_column(Text, primary_key=True)
+    conn: Mapped[int | None] = mapped_column(BigInteger)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    # Highest Jetstream time_us applied so far.
     applied_time_us: Mapped[int] = mapped_column(BigInteger, server_default="0")
     batches_applied: Mapped[int] = mapped_column(BigInteger, server_default="0")
     events_applied: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -30,8 +36,17 @@ class IngestPending(Base):
     __tablename__ = "ingest_pending"
 
     stream: Mapped[str] = mapped_column(Text, primary_key=True)
-    after_time_us: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    last_time_us: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    conn: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    prev_conn: Mapped[int | None] = mapped_column(BigInteger)
+    prev_seq: Mapped[int | None] = mapped_column(BigInteger)
     # The batch's events, orjson-encoded.
     events: Mapped[bytes] = mapped_column(LargeBinary)
     staged_at: Mapped[datetime] = created_now()
+
+
+class IngestRecent(Base):
+    __tablename__ = "ingest_recent"
+
+    stream: Mapped[str] = mapped_column(Text, primary_key=True)
+    time_us: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -61,7 +61,7 @@ class Like(Base):
 
     __table_args__ = (
         Index("idx_likes_actor", "actor_did", text("created_at DESC")),
-        Index("idx_likes_subject", "subject_uri"),
+        Index("idx_likes_subject", "subject_uri", "actor_did"),
     )
 
 
@@ -76,7 +76,7 @@ class Repost(Base):
 
     __table_args__ = (
         Index("idx_reposts_actor", "actor_did", text("created_at DESC")),
-        Index("idx_reposts_subject", "subject_uri"),
+        Index("idx_reposts_subject", "subject_uri", "actor_did"),
     )
 
 

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:42:41.295376
+Create Date: 2026-11-22 02:45:12.909299
 
 """
 from typing import Sequence, Union
@@ -64,14 +64,23 @@ def upgrade() -> None:
     op.create_index('idx_follows_following', 'follows', ['following_did', 'follower_did'], unique=False)
     op.create_table('ingest_pending',
     sa.Column('stream', sa.Text(), nullable=False),
-    sa.Column('after_time_us', sa.BigInteger(), nullable=False),
-    sa.Column('last_time_us', sa.BigInteger(), nullable=False),
+    sa.Column('conn', sa.BigInteger(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('prev_conn', sa.BigInteger(), nullable=True),
+    sa.Column('prev_seq', sa.BigInteger(), nullable=True),
     sa.Column('events', sa.LargeBinary(), nullable=False),
     sa.Column('staged_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('stream', 'after_time_us', 'last_time_us', name=op.f('pk_ingest_pending'))
+    sa.PrimaryKeyConstraint('stream', 'conn', 'seq', name=op.f('pk_ingest_pending'))
+    )
+    op.create_table('ingest_recent',
+    sa.Column('stream', sa.Text(), nullable=False),
+    sa.Column('time_us', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('stream', 'time_us', name=op.f('pk_ingest_recent'))
     )
     op.create_table('ingest_state',
     sa.Column('stream', sa.Text(), nullable=False),
+    sa.Column('conn', sa.BigInteger(), nullable=True),
+    sa.Column('seq', sa.BigInteger(), nullable=True),
     sa.Column('applied_time_us', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('batches_applied', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('events_applied', sa.BigInteger(), server_default='0', nullable=False),
@@ -89,7 +98,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('uri', name=op.f('pk_likes'))
     )
     op.create_index('idx_likes_actor', 'likes', ['actor_did', sa.literal_column('created_at DESC')], unique=False)
-    op.create_index('idx_likes_subject', 'likes', ['subject_uri'], unique=False)
+    op.create_index('idx_likes_subject', 'likes', ['subject_uri', 'actor_did'], unique=False)
     op.create_table('notifications',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('recipient_did', sa.Text(), nullable=False),
@@ -191,7 +200,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('uri', name=op.f('pk_reposts'))
     )
     op.create_index('idx_reposts_actor', 'reposts', ['actor_did', sa.literal_column('created_at DESC')], unique=False)
-    op.create_index('idx_reposts_subject', 'reposts', ['subject_uri'], unique=False)
+    op.create_index('idx_reposts_subject', 'reposts', ['subject_uri', 'actor_did'], unique=False)
     op.create_table('strains',
     sa.Column('id', sa.Integer(), sa.Identity(always=False), nullable=False),
     sa.Column('name', sa.Text(), nullable=False),
@@ -423,6 +432,7 @@ def downgrade() -> None:
     op.drop_index('idx_likes_actor', table_name='likes')
     op.drop_table('likes')
     op.drop_table('ingest_state')
+    op.drop_table('ingest_recent')
     op.drop_table('ingest_pending')
     op.drop_index('idx_follows_following', table_name='follows')
     op.drop_index('idx_follows_follower', table_name='follows')

@@ -1,0 +1,1 @@
+"""Cannect backend: configuration, command line and embedded development services."""

@@ -1,0 +1,238 @@
+"""``cannect``: one command line for every process and admin action.
+
+Processes (``listen``, ``worker``, ``scheduler``, ``web``, ``replay``) run in the foreground
+and stop cleanly on SIGTERM; admin actions (``migrate``, ``members``, ``status``) exit.
+Configuration comes from the environment (see ``cannect/config.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import orjson
+
+from .config import ConfigError, DatabaseSettings, get_settings, load_settings
+
+
+def _fail_on_config_error(func):
+    """Print a bad environment variable's message and exit 2, without a traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Cannect backend: Jetstream ingest, Dramatiq workers, Flask API."""
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+@_fail_on_config_error
+def migrate(revision):
+    """Upgrade the database schema (Alembic)."""
+    from alembic import command
+
+    from migrations import alembic_config
+
+    command.upgrade(alembic_config(load_settings(DatabaseSettings).sqlalchemy_url), revision)
+    click.echo(f"database at {revision}")
+
+
+@main.command()
+@_fail_on_config_error
+def listen():
+    """Follow JETSTREAM_URL and feed the ingest queue."""
+    import redis
+
+    from services.db import session_scope
+    from services.ingest import read_state
+    from tasks.ingest import apply_batch
+    from tasks.listener import Listener
+
+    def resume_from_db():
+        with session_scope() as session:
+            state = read_state(session)
+            return (state.conn, state.seq, state.applied_time_us) if state and state.conn else None
+
+    settings = get_settings()
+    listener = Listener(settings, redis.Redis.from_url(settings.redis_url), apply_batch.send, resume_from_db)
+    listener.install_signal_handlers()
+    listener.run()
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--queues", "-Q", multiple=True, help="Queues to consume (repeatable; default: all).")
+@click.option("--processes", "-p", type=int, default=1, show_default=True)
+@click.option("--threads", "-t", type=int, default=4, show_default=True)
+@click.argument("dramatiq_args", nargs=-1, type=click.UNPROCESSED)
+@_fail_on_config_error
+def worker(queues, processes, threads, dramatiq_args):
+    """Run Dramatiq workers (``dramatiq tasks --queues ...``)."""
+    get_settings()  # validate before forking workers
+    queue_args = [q for arg in queues for q in arg.replace(",", " ").split()]
+    argv = [sys.executable, "-m", "dramatiq", "tasks", "--processes", str(processes), "--threads", str(threads)]
+    if queue_args:
+        argv += ["--queues", *queue_args]
+    os.execv(sys.executable, argv + list(dramatiq_args))
+
+
+@main.command()
+@_fail_on_config_error
+def scheduler():
+    """Enqueue periodic work (exactly one per deployment)."""
+    from tasks.scheduler import run
+
+    run()
+
+
+@main.command()
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--port", type=int, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--speed", type=float, default=0.0, show_default=True,
+              help="Multiple of real time; 0 = as fast as the client reads.")
+def replay(path, port, host, speed):
+    """Serve a capture file as a Jetstream v1 /subscribe WebSocket."""
+    if speed < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--speed")
+    from .replay import main as serve
+
+    serve(path, host, port, speed)
+
+
+@main.command("generate-capture")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--events", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate_capture(out, events, seed):
+    """Write a synthetic capture of a cannabis community (and OUT.meta.json)."""
+    from .capture import generate_capture as generate
+
+    meta = generate(out, events, seed=seed, progress=sys.stderr.isatty())
+    click.echo(f"wrote {meta['events']} events to {out} ({len(meta['members'])} members in {out}.meta.json)")
+
+
+@main.group()
+def members():
+    """Register Cannect members."""
+
+
+@members.command("add")
+@click.argument("did")
+@click.option("--handle")
+@_fail_on_config_error
+def members_add(did, handle):
+    """Register DID as a member: from now on their posts (and those of whom they follow) are indexed."""
+    from services.db import session_scope
+    from services.members import InvalidMember, add_member
+
+    try:
+        with session_scope() as session:
+            profile = add_member(session, did, handle)
+            click.echo(f"member {profile.did} ({profile.handle or 'no handle'})")
+    except InvalidMember as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@members.command("remove")
+@click.argument("did")
+@_fail_on_config_error
+def members_remove(did):
+    """Stop treating DID as a member (what is indexed stays)."""
+    from services.db import session_scope
+    from services.members import remove_member
+
+    with session_scope() as session:
+        click.echo("removed" if remove_member(session, did) else "not a member")
+
+
+@members.command("list")
+@_fail_on_config_error
+def members_list():
+    from services.db import session_scope
+    from services.members import list_members
+
+    with session_scope() as session:
+        for profile in list_members(session):
+            click.echo(f"{profile.did}\t{profile.handle or ''}\t{profile.member_since:%Y-%m-%d %H:%M}")
+
+
+@members.command("import")
+@click.argument("meta", type=click.Path(exists=True, dir_okay=False))
+@_fail_on_config_error
+def members_import(meta):
+    """Register the members listed in a capture's .meta.json."""
+    from services.db import session_scope
+    from services.members import add_member
+
+    listed = orjson.loads(open(meta, "rb").read())["members"]
+    with session_scope() as session:
+        for member in listed:
+            add_member(session, member["did"], member.get("handle"))
+    click.echo(f"{len(listed)} members registered")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_fail_on_config_error
+def status(as_json):
+    """Listener cursor and lag, event counters, queue depths, ingest progress."""
+    import redis
+
+    from services.db import session_scope
+    from services.status import gather
+
+    settings = get_settings()
+    with session_scope() as session:
+        report = gather(redis.Redis.from_url(settings.redis_url), session)
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    lag = f"{report['lag_seconds']:.1f}s behind" if report["lag_seconds"] is not None else "no cursor yet"
+    events = report["events"]
+    click.echo(f"listener cursor  {report['cursor']} ({lag})")
+    click.echo(f"events           seen {events['seen']:,}  kept {events['kept']:,}  "
+               f"rejected {events['rejected']:,}  ignored {events['ignored']:,}")
+    ingest = report["ingest"]
+    click.echo(f"ingest applied   {ingest['events_applied']:,} events in {ingest['batches_applied']:,} batches "
+               f"({ingest['duplicates_skipped']:,} duplicates skipped, {ingest['batches_waiting']} waiting, "
+               f"{ingest['gaps_accepted']} gaps)")
+    for name, depth in report["queues"].items():
+        dead = report["dead_letters"][name]
+        click.echo(f"queue {name:<10} {depth:,} pending" + (f", {dead:,} dead letters" if dead else ""))
+
+
+@main.command()
+@click.option("--port", type=int, help="Default: $PORT or 3000.")
+def web(port):
+    """Serve the HTTP API with gunicorn."""
+    if port:
+        os.environ["PORT"] = str(port)
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf",
+                               "app:create_app()"])
+
+
+@main.command()
+@click.option("--capture", type=click.Path(dir_okay=False), help="Capture to replay (default: a generated one).")
+@click.option("--events", type=int, default=100_000, show_default=True, help="Size of the generated capture.")
+@click.option("--speed", type=float, default=20.0, show_default=True, help="Replay speed (0 = as fast as possible).")
+@click.option("--port", type=int, default=3000, show_default=True, help="Web port.")
+def run(capture, events, speed, port):
+    """The whole system on this machine: services, replay, listener, workers, web."""
+    from .runall import run_all
+
+    run_all(capture, events, speed, port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""One logging setup for every process: level from ``LOG_LEVEL``, one line per record."""
+
+import logging
+import os
+
+
+def configure_logging() -> None:
+    if logging.getLogger().handlers:
+        return
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")

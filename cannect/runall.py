@@ -1,0 +1,98 @@
+"""``cannect run`` (``make run``): the whole system on one machine, for trying it out.
+
+Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
+migrates, generates a sample capture unless given one, registers its members, then runs
+the replay server, listener, ingest worker, scheduler and web app as child processes of
+their own (as a deployment would) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .embedded import ensure_services, free_port
+
+STATE_DIR = Path(os.environ.get("CANNECT_HOME", ".cannect")).resolve()
+REPLAY_PORT = 6008
+
+
+def _cannect(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cannect.cli", *args]
+
+
+def run_all(capture: str | None, events: int, speed: float, web_port: int) -> None:
+    started = ensure_services(STATE_DIR)
+    for name, url in started.items():
+        click.echo(f"embedded {name.split('_')[0].lower()}: {name}={url}")
+    replay_port = free_port() if _port_taken(REPLAY_PORT) else REPLAY_PORT
+    os.environ.setdefault("JETSTREAM_URL", f"ws://127.0.0.1:{replay_port}/subscribe")
+    os.environ["PORT"] = str(web_port)
+
+    subprocess.run(_cannect("migrate"), check=True)
+    if capture is None:
+        capture = str(STATE_DIR / f"sample-{events}.jsonl")
+        if not Path(capture).exists():
+            subprocess.run(_cannect("generate-capture", "--out", capture, "--events", str(events)), check=True)
+    if Path(capture + ".meta.json").exists():
+        subprocess.run(_cannect("members", "import", capture + ".meta.json"), check=True)
+
+    processes = {
+        "replay": _cannect("replay", "--file", capture, "--port", str(replay_port), "--speed", str(speed)),
+        "worker": _cannect("worker", "--queues", "ingest", "--processes", "1", "--threads", "2"),
+        "listener": _cannect("listen"),
+        "scheduler": _cannect("scheduler"),
+        "web": _cannect("web", "--port", str(web_port)),
+    }
+    children = {name: subprocess.Popen(argv) for name, argv in processes.items()}
+    time.sleep(1.5)
+    click.echo(click.style(f"""
+Cannect is running.
+  Indexer health:  http://127.0.0.1:{web_port}/health/indexer
+  Metrics:         http://127.0.0.1:{web_port}/metrics
+  Status:          DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
+                   .venv/bin/cannect status
+  Replaying {capture} at {'full speed' if speed == 0 else f'{speed:g}x real time'} from {os.environ['JETSTREAM_URL']}
+Press Ctrl-C to stop.
+""", fg="green"))
+    _supervise(children)
+
+
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _supervise(children: dict[str, subprocess.Popen]) -> None:
+    stop = False
+
+    def request_stop(*_):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not stop:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    click.echo(f"{name} exited with status {child.returncode}; stopping", err=True)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in children.values():
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()

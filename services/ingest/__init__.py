@@ -1,0 +1,193 @@
+"""Apply listener batches to the index exactly once and in stream order.
+
+A batch is ``{"conn": int, "seq": int, "prev": [conn, seq] | None, "events": [...]}``:
+``conn`` identifies one listener connection (it only grows), ``seq`` numbers the batches of
+that connection from 1, and a connection's first batch names in ``prev`` the last batch
+enqueued before it. Workers may take batches in any order and any number of times; here,
+under a row lock on ``ingest_state``:
+
+- a batch already applied, or from a connection a newer one has replaced, is dropped;
+- a batch whose predecessor has not been applied yet is parked in ``ingest_pending``;
+- otherwise its events are applied, then any parked batches that have become next.
+
+A reconnect replays a few seconds already seen; those events are recognised by their
+``time_us`` in ``ingest_recent`` and skipped. A parked batch whose predecessor never comes
+(its message was lost with the broker's data) is applied after ``gap_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from models import IngestPending, IngestState
+from services.jetstream import PURGE_STATUSES
+
+from .changes import Run
+from .purge import purge_account
+from .view import load_view
+from .writes import write_changes
+
+STREAM = "jetstream"
+#: How long applied event ids are remembered: far more than the listener's rewind.
+RECENT_WINDOW_US = 120 * 1_000_000
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one call did: its verdict on the batch, and what was applied (drained ones too)."""
+
+    verdict: str
+    batches: int = 0
+    events: int = 0
+    duplicates: int = 0
+    indexed_posts: list[str] = field(default_factory=list)
+
+
+def ingest_batch(session: Session, batch: dict, cannabis_tags: frozenset[str], gap_timeout: float = 300.0) -> Outcome:
+    state = _lock_state(session)
+    key = (batch["conn"], batch["seq"], *(batch.get("prev") or (None, None)))
+    outcome = Outcome(_verdict(state, *key))
+    if outcome.verdict == "apply":
+        _apply(session, state, key, batch["events"], cannabis_tags, outcome)
+    elif outcome.verdict == "wait":
+        _park(session, key, batch["events"])
+    _drain(session, state, cannabis_tags, gap_timeout, outcome)
+    return outcome
+
+
+def drain_parked(session: Session, cannabis_tags: frozenset[str], gap_timeout: float = 300.0) -> Outcome:
+    """Apply parked batches that are due, even when no new batch arrives to trigger it."""
+    outcome = Outcome("drain")
+    _drain(session, _lock_state(session), cannabis_tags, gap_timeout, outcome)
+    return outcome
+
+
+def read_state(session: Session) -> IngestState | None:
+    """The last applied batch and high-water time, for status and for a listener without a cursor."""
+    return session.get(IngestState, STREAM)
+
+
+def _lock_state(session: Session) -> IngestState:
+    session.execute(insert(IngestState).values(stream=STREAM).on_conflict_do_nothing())
+    return session.execute(select(IngestState).where(IngestState.stream == STREAM).with_for_update()).scalar_one()
+
+
+def _verdict(state: IngestState, conn: int, seq: int, prev_conn: int | None, prev_seq: int | None) -> str:
+    if state.conn is None:  # nothing applied yet: only a first batch with no predecessor can start
+        return "apply" if seq == 1 and prev_conn is None else "wait"
+    if conn < state.conn:
+        return "superseded"
+    if conn == state.conn:
+        return "duplicate" if seq <= state.seq else "apply" if seq == state.seq + 1 else "wait"
+    if seq != 1:
+        return "wait"
+    if prev_conn is None or prev_conn < state.conn or (prev_conn == state.conn and prev_seq <= state.seq):
+        return "apply"
+    return "wait"
+
+
+def _apply(session: Session, state: IngestState, key: tuple, events: list[dict], tags: frozenset[str],
+           outcome: Outcome) -> None:
+    fresh = _first_sightings(session, events)
+    outcome.duplicates += len(events) - len(fresh)
+    outcome.indexed_posts += apply_events(session, fresh, tags)
+    outcome.batches += 1
+    outcome.events += len(fresh)
+    state.conn, state.seq = key[0], key[1]
+    state.applied_time_us = max([state.applied_time_us, *(e["t"] for e in fresh)])
+    state.batches_applied += 1
+    state.events_applied += len(fresh)
+    state.duplicates_skipped += len(events) - len(fresh)
+    state.updated_at = datetime.now(timezone.utc)
+    session.execute(text("DELETE FROM ingest_recent WHERE stream = :stream AND time_us < :floor"),
+                    {"stream": STREAM, "floor": state.applied_time_us - RECENT_WINDOW_US})
+
+
+def _first_sightings(session: Session, events: list[dict]) -> list[dict]:
+    """The events whose time_us was never applied before, in their order, each once."""
+    if not events:
+        return []
+    new = set(session.execute(text(
+        "INSERT INTO ingest_recent (stream, time_us) SELECT :stream, unnest(CAST(:ids AS bigint[])) "
+        "ON CONFLICT DO NOTHING RETURNING time_us"), {"stream": STREAM, "ids": [e["t"] for e in events]}).scalars())
+    fresh = []
+    for event in events:
+        if event["t"] in new:
+            new.discard(event["t"])
+            fresh.append(event)
+    return fresh
+
+
+def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> list[str]:
+    """Apply events in order; returns the URIs of newly indexed posts.
+
+    Events are applied in runs: each run reads its slice of the index once, plays its events
+    in memory and writes the net result. An account purge ends a run, since it touches rows
+    no run has loaded.
+    """
+    indexed: list[str] = []
+    start = 0
+    for i, event in enumerate(events + [None]):
+        purge = event is not None and event["k"] == "account" and event.get("status") in PURGE_STATUSES
+        if event is None or purge:
+            run_events = events[start:i]
+            if run_events:
+                run = Run(load_view(session, run_events), tags)
+                for e in run_events:
+                    run.apply(e)
+                write_changes(session, run.changes)
+                indexed += run.changes.indexed_posts
+            if purge:
+                purge_account(session, event["did"])
+            start = i + 1
+    return indexed
+
+
+def _park(session: Session, key: tuple, events: list[dict]) -> None:
+    conn, seq, prev_conn, prev_seq = key
+    session.execute(insert(IngestPending).values(
+        stream=STREAM, conn=conn, seq=seq, prev_conn=prev_conn, prev_seq=prev_seq,
+        events=orjson.dumps(events)).on_conflict_do_nothing())
+
+
+def _drain(session: Session, state: IngestState, tags: frozenset[str], gap_timeout: float, outcome: Outcome) -> None:
+    """Apply parked batches that have become next; accept a gap when one waited too long."""
+    while True:
+        parked = session.execute(select(IngestPending.conn, IngestPending.seq, IngestPending.prev_conn,
+                                        IngestPending.prev_seq, IngestPending.staged_at)
+                                 .where(IngestPending.stream == STREAM)
+                                 .order_by(IngestPending.conn, IngestPending.seq)).all()
+        if not parked:
+            return
+        verdicts = [(_verdict(state, *row[:4]), row) for row in parked]
+        stale = [row[:2] for verdict, row in verdicts if verdict in ("duplicate", "superseded")]
+        ready = next((row for verdict, row in verdicts if verdict == "apply"), None)
+        if ready is None:
+            deadline = datetime.now(timezone.utc) - timedelta(seconds=gap_timeout)
+            ready = next((row for verdict, row in verdicts if verdict == "wait" and row[4] < deadline), None)
+            if ready is not None:
+                log.error("ingest: batch %s/%s waited %.0fs for its predecessor; applying it over the gap",
+                          ready[0], ready[1], gap_timeout)
+                state.gaps_accepted += 1
+        if ready is None:
+            _delete_parked(session, stale)
+            return
+        events = orjson.loads(session.execute(select(IngestPending.events).where(
+            IngestPending.stream == STREAM, IngestPending.conn == ready[0], IngestPending.seq == ready[1])).scalar_one())
+        _delete_parked(session, stale + [ready[:2]])
+        _apply(session, state, tuple(ready[:4]), events, tags, outcome)
+
+
+def _delete_parked(session: Session, keys: list[tuple[int, int]]) -> None:
+    for conn, seq in keys:
+        session.execute(delete(IngestPending).where(IngestPending.stream == STREAM, IngestPending.conn == conn,
+                                                    IngestPending.seq == seq))

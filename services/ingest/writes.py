@@ -1,0 +1,143 @@
+"""Write a run's :class:`~services.ingest.changes.Changes` with a few set-based statements.
+
+Order matters: deletes before inserts (a run may delete and recreate a key), inserts before
+counter updates (a new post's counters are bumped by later events of the same run).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from models import Follow, Like, Post, Repost, UserPostState
+
+from .changes import POST_CONTENT, Changes
+
+
+_BUMP_POSTS = text("""
+    UPDATE posts SET like_count = like_count + d.likes, repost_count = repost_count + d.reposts,
+                     reply_count = reply_count + d.replies, engagement_updated_at = now()
+    FROM unnest(CAST(:uris AS text[]), CAST(:likes AS int[]), CAST(:reposts AS int[]), CAST(:replies AS int[]))
+         AS d(uri, likes, reposts, replies)
+    WHERE posts.uri = d.uri""")
+_ENSURE_PROFILES = text("""
+    INSERT INTO profiles (did) SELECT unnest(CAST(:dids AS text[])) ON CONFLICT (did) DO NOTHING""")
+_BUMP_PROFILES = text("""
+    UPDATE profiles SET followers_count = followers_count + d.followers,
+                        following_count = following_count + d.following,
+                        posts_count = posts_count + d.posts, updated_at = now()
+    FROM unnest(CAST(:dids AS text[]), CAST(:followers AS int[]), CAST(:following AS int[]), CAST(:posts AS int[]))
+         AS d(did, followers, following, posts)
+    WHERE profiles.did = d.did""")
+_PROFILE_RECORDS = text("""
+    UPDATE profiles SET display_name = d.display_name, description = d.description,
+                        avatar_cid = d.avatar, banner_cid = d.banner, updated_at = now()
+    FROM unnest(CAST(:dids AS text[]), CAST(:names AS text[]), CAST(:descriptions AS text[]),
+                CAST(:avatars AS text[]), CAST(:banners AS text[]))
+         AS d(did, display_name, description, avatar, banner)
+    WHERE profiles.did = d.did""")
+_RELEASE_HANDLES = text("UPDATE profiles SET handle = NULL WHERE handle = ANY(:handles) OR did = ANY(:dids)")
+_SET_HANDLES = text("""
+    UPDATE profiles SET handle = d.handle, updated_at = now()
+    FROM unnest(CAST(:dids AS text[]), CAST(:handles AS text[])) AS d(did, handle)
+    WHERE profiles.did = d.did""")
+_ACCOUNT_STATUS = text("""
+    UPDATE profiles SET account_status = d.status, updated_at = now()
+    FROM unnest(CAST(:dids AS text[]), CAST(:statuses AS text[])) AS d(did, status)
+    WHERE profiles.did = d.did""")
+# Viewer state is recomputed from the stored likes/reposts/follows, never counted.
+_VIEWER_POSTS = text("""
+    INSERT INTO user_post_state (user_did, post_uri, liked, like_uri, reposted, repost_uri)
+    SELECT v.user_did, v.post_uri, l.uri IS NOT NULL, l.uri, r.uri IS NOT NULL, r.uri
+    FROM unnest(CAST(:users AS text[]), CAST(:posts AS text[])) AS v(user_did, post_uri)
+    JOIN posts p ON p.uri = v.post_uri
+    LEFT JOIN LATERAL (SELECT uri FROM likes WHERE subject_uri = v.post_uri AND actor_did = v.user_did
+                       ORDER BY uri LIMIT 1) l ON true
+    LEFT JOIN LATERAL (SELECT uri FROM reposts WHERE subject_uri = v.post_uri AND actor_did = v.user_did
+                       ORDER BY uri LIMIT 1) r ON true
+    ON CONFLICT (user_did, post_uri) DO UPDATE SET liked = excluded.liked, like_uri = excluded.like_uri,
+        reposted = excluded.reposted, repost_uri = excluded.repost_uri""")
+_VIEWER_FOLLOWS = text("""
+    INSERT INTO user_follow_state (user_did, target_did, following, follow_uri, followed_by)
+    SELECT v.user_did, v.target_did, f.uri IS NOT NULL, f.uri,
+           EXISTS (SELECT 1 FROM follows b WHERE b.follower_did = v.target_did AND b.following_did = v.user_did)
+    FROM unnest(CAST(:users AS text[]), CAST(:targets AS text[])) AS v(user_did, target_did)
+    LEFT JOIN LATERAL (SELECT uri FROM follows WHERE follower_did = v.user_did AND following_did = v.target_did
+                       ORDER BY uri LIMIT 1) f ON true
+    ON CONFLICT (user_did, target_did) DO UPDATE SET following = excluded.following,
+        follow_uri = excluded.follow_uri, followed_by = excluded.followed_by""")
+
+
+def write_changes(session: Session, changes: Changes) -> None:
+    _write_deletes(session, changes)
+    _write_inserts(session, changes)
+    _write_counters(session, changes)
+    _write_profiles(session, changes)
+    _write_viewer_state(session, changes)
+
+
+def _write_deletes(session: Session, c: Changes) -> None:
+    for model, uris in ((Like, c.deleted_likes), (Repost, c.deleted_reposts), (Follow, c.deleted_follows)):
+        if uris:
+            session.execute(delete(model).where(model.uri.in_(uris)))
+    if c.deleted_posts:
+        doomed = list(c.deleted_posts)
+        session.execute(delete(Like).where(Like.subject_uri.in_(doomed)))
+        session.execute(delete(Repost).where(Repost.subject_uri.in_(doomed)))
+        session.execute(delete(UserPostState).where(UserPostState.post_uri.in_(doomed)))
+        session.execute(delete(Post).where(Post.uri.in_(doomed)))
+
+
+def _write_inserts(session: Session, c: Changes) -> None:
+    if c.new_profiles:
+        session.execute(_ENSURE_PROFILES, {"dids": sorted(c.new_profiles)})
+    if c.post_rows:
+        stmt = insert(Post).values(list(c.post_rows.values()))
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[Post.uri], set_={name: stmt.excluded[name] for name in POST_CONTENT}))
+    for model, rows in ((Like, c.like_rows), (Repost, c.repost_rows), (Follow, c.follow_rows)):
+        if rows:
+            session.execute(insert(model).values(list(rows.values())).on_conflict_do_nothing())
+
+
+def _write_counters(session: Session, c: Changes) -> None:
+    deltas = {uri: d for uri, d in c.post_deltas.items() if any(d) and uri not in c.deleted_posts}
+    if deltas:
+        uris = sorted(deltas)  # a stable order keeps concurrent writers from deadlocking
+        session.execute(_BUMP_POSTS, {"uris": uris, "likes": [deltas[u][0] for u in uris],
+                                      "reposts": [deltas[u][1] for u in uris], "replies": [deltas[u][2] for u in uris]})
+    deltas = {did: d for did, d in c.profile_deltas.items() if any(d)}
+    if deltas:
+        dids = sorted(deltas)
+        session.execute(_BUMP_PROFILES, {"dids": dids, "followers": [deltas[d][0] for d in dids],
+                                         "following": [deltas[d][1] for d in dids], "posts": [deltas[d][2] for d in dids]})
+
+
+def _write_profiles(session: Session, c: Changes) -> None:
+    if c.profile_records:
+        dids = sorted(c.profile_records)
+        records = [c.profile_records[d] for d in dids]
+        session.execute(_PROFILE_RECORDS, {
+            "dids": dids, "names": [r.get("displayName") for r in records],
+            "descriptions": [r.get("description") for r in records],
+            "avatars": [r.get("avatar") for r in records], "banners": [r.get("banner") for r in records]})
+    if c.handles:
+        session.execute(_RELEASE_HANDLES, {"handles": [h for h in c.handles.values() if h],
+                                           "dids": list(c.handles)})
+        taken = {did: h for did, h in c.handles.items() if h}
+        if taken:
+            session.execute(_SET_HANDLES, {"dids": list(taken), "handles": list(taken.values())})
+    if c.account_statuses:
+        session.execute(_ACCOUNT_STATUS, {"dids": list(c.account_statuses),
+                                          "statuses": list(c.account_statuses.values())})
+
+
+def _write_viewer_state(session: Session, c: Changes) -> None:
+    if c.viewer_posts:
+        pairs = sorted(c.viewer_posts)
+        session.execute(_VIEWER_POSTS, {"users": [u for u, _ in pairs], "posts": [p for _, p in pairs]})
+    if c.viewer_follows:
+        pairs = sorted(c.viewer_follows)
+        session.execute(_VIEWER_FOLLOWS, {"users": [u for u, _ in pairs], "targets": [t for _, t in pairs]})
+

@@ -1,0 +1,65 @@
+"""The system's state at a glance, for ``cannect status`` and the health endpoints."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import IngestPending
+
+from . import listener_state
+from .ingest import read_state
+
+#: Queues every deployment has; others are discovered from Redis.
+KNOWN_QUEUES = ("ingest",)
+_NAMESPACE = "dramatiq"
+
+
+def queue_depths(redis) -> dict[str, dict[str, int]]:
+    """Per queue: messages waiting or in flight (including delayed retries) and dead letters."""
+    names = set(KNOWN_QUEUES)
+    for key in redis.scan_iter(match=f"{_NAMESPACE}:*.msgs", count=1000):
+        name = (key.decode() if isinstance(key, bytes) else key)[len(_NAMESPACE) + 1:-len(".msgs")]
+        names.add(name.removesuffix(".DQ").removesuffix(".XQ"))
+    depths = {}
+    for name in sorted(names):
+        base = f"{_NAMESPACE}:{name}"
+        pipe = redis.pipeline(transaction=False)
+        pipe.hlen(f"{base}.msgs")
+        pipe.hlen(f"{base}.DQ.msgs")
+        pipe.hlen(f"{base}.XQ.msgs")
+        ready, delayed, dead = pipe.execute()
+        depths[name] = {"pending": ready + delayed, "dead_letters": dead}
+    return depths
+
+
+def gather(redis, session: Session | None) -> dict:
+    saved = listener_state.load(redis)
+    stats = listener_state.read_stats(redis)
+    cursor = saved.cursor if saved else None
+    queues = queue_depths(redis)
+    status = {
+        "cursor": cursor,
+        "lag_seconds": round(time.time() - cursor / 1_000_000, 3) if cursor else None,
+        "listener_saved_at": saved.saved_at if saved else None,
+        "events": {"seen": stats.get("seen", 0), "kept": stats.get("kept", 0),
+                   "rejected": stats.get("rejected", 0), "ignored": stats.get("ignored", 0),
+                   "reasons": {k: v for k, v in sorted(stats.items()) if ":" in k}},
+        "queues": {name: depth["pending"] for name, depth in queues.items()},
+        "dead_letters": {name: depth["dead_letters"] for name, depth in queues.items()},
+    }
+    if session is not None:
+        state = read_state(session)
+        status["ingest"] = {
+            "applied_time_us": state.applied_time_us if state else None,
+            "applied_lag_seconds": round(time.time() - state.applied_time_us / 1_000_000, 3)
+            if state and state.applied_time_us else None,
+            "batches_applied": state.batches_applied if state else 0,
+            "events_applied": state.events_applied if state else 0,
+            "duplicates_skipped": state.duplicates_skipped if state else 0,
+            "gaps_accepted": state.gaps_accepted if state else 0,
+            "batches_waiting": session.scalar(select(func.count()).select_from(IngestPending)),
+        }
+    return status

@@ -1,0 +1,17 @@
+"""Dramatiq actors, the Jetstream listener and the scheduler.
+
+``dramatiq tasks --queues ...`` imports this package: it configures the broker from the
+environment and registers every actor. One module per queue.
+"""
+
+from cannect.config import get_settings
+from cannect.logs import configure_logging
+
+from .broker import setup_broker
+
+configure_logging()
+broker = setup_broker(get_settings())
+
+from . import ingest  # noqa: E402  (actors need the broker above)
+
+__all__ = ["broker", "ingest"]

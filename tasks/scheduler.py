@@ -1,0 +1,35 @@
+"""The scheduler: exactly one process that enqueues periodic work and does none of it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from tasks import ingest
+
+log = logging.getLogger(__name__)
+
+#: (actor, seconds between runs). Each job only sends a message; workers do the work.
+JOBS = [
+    (ingest.drain, 60),
+]
+
+
+def build_scheduler() -> BlockingScheduler:
+    scheduler = BlockingScheduler(timezone="UTC")
+    for actor, seconds in JOBS:
+        scheduler.add_job(actor.send, "interval", seconds=seconds, id=actor.actor_name,
+                          max_instances=1, coalesce=True, misfire_grace_time=seconds)
+    return scheduler
+
+
+def run() -> None:
+    scheduler = build_scheduler()
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+    log.info("scheduler: %s", ", ".join(f"{a.actor_name} every {s}s" for a, s in JOBS))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass

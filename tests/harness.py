@@ -1,0 +1,107 @@
+"""Run the real processes of the system (replay server, listener, workers) for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+from cannect.embedded import free_port
+from services.jetstream import Skip, parse_event
+
+
+def last_kept_time_us(capture: Path) -> int:
+    """The time_us the index reaches once the whole capture is applied."""
+    last = 0
+    with open(capture, "rb") as lines:
+        for line in lines:
+            event = parse_event(line)
+            if not isinstance(event, Skip):
+                last = max(last, event["t"])
+    return last
+
+
+class System:
+    """Child processes of one system under test, with their logs in ``log_dir``."""
+
+    def __init__(self, env: dict, log_dir: Path):
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.db_url, self.redis_url = env["DATABASE_URL"], env["REDIS_URL"]
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "cannect.cli", *args], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_replay(self, capture: Path, speed: float = 0) -> int:
+        port = free_port()
+        self.env["JETSTREAM_URL"] = f"ws://127.0.0.1:{port}/subscribe"
+        self.start("replay", "replay", "--file", str(capture), "--port", str(port), "--speed", str(speed))
+        deadline = time.monotonic() + 20
+        import socket
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("replay server did not start:\n" + self.log("replay"))
+
+    def start_listener(self) -> subprocess.Popen:
+        return self.start("listener", "listen")
+
+    def start_worker(self, name: str = "worker", processes: int = 1, threads: int = 2) -> subprocess.Popen:
+        return self.start(name, "worker", "--queues", "ingest", "--processes", str(processes),
+                          "--threads", str(threads))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process and its children (a crash: nothing is cleaned up)."""
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.2)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def applied(self) -> tuple[int, int]:
+        """(highest time_us applied, events applied)."""
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute("SELECT applied_time_us, events_applied FROM ingest_state").fetchone()
+        return row or (0, 0)
+
+    def queue_empty(self) -> bool:
+        r = redis.Redis.from_url(self.redis_url)
+        return r.hlen("dramatiq:ingest.msgs") + r.hlen("dramatiq:ingest.DQ.msgs") == 0
+
+    def wait_until_applied(self, time_us: int, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+            if self.applied()[0] >= time_us and self.queue_empty():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"not applied up to {time_us} in {timeout}s (at {self.applied()})\n"
+                             + "\n".join(f"--- {n}\n{self.log(n)}" for n in ("listener", "worker", "replay")))
