@@ -215,7 +215,7 @@ class _Post:
     """A post the stream showed, with what later events need to point at it."""
 
     __slots__ = ("uri", "cid", "author", "_root", "depth", "community", "engagement",
-                 "deleted", "rkey", "last_repost")
+                 "deleted", "rkey", "last_repost", "protected")
 
     def __init__(self, author, rkey, cid, root, depth, community):
         self.author = author
@@ -228,6 +228,7 @@ class _Post:
         self.engagement = 0  # likes + reposts + replies
         self.deleted = False
         self.last_repost = None  # (uri, cid) for the ``via`` field of likes
+        self.protected = False  # part of a scripted story: random deletes leave it alone
 
     @property
     def root(self) -> "_Post":
@@ -286,6 +287,7 @@ class _Generator:
         self.followed_by_members: Counter[str] = Counter()  # non-member -> member followers
         self.followees: list[str] = []
         self.last_post: _Post | None = None
+        self.protecting = False  # True while a scripted story runs (see ``at``)
         self.pending: deque[Callable[[], dict | None]] = deque()
         self.special: dict[str, str | None] = {
             "deleted_account": None, "takendown_account": None, "deactivated_account": None,
@@ -533,8 +535,10 @@ class _Generator:
         depth = parent.depth + 1 if parent else 0
         post = _Post(author, rkey, event["commit"]["cid"], parent.root if parent else None,
                      depth, community)
+        post.protected = self.protecting
         if parent is not None:
             parent.engagement += 1
+            parent.protected |= self.protecting
         if community:
             self.community_posts.append(post)
             if parent is not None:
@@ -677,11 +681,11 @@ class _Generator:
         post = None
         if r < 0.45:
             candidates = [self.recent(self.community_posts, 200) for _ in range(4)]
-            candidates = [p for p in candidates if p is not None]
+            candidates = [p for p in candidates if p is not None and not p.protected]
             post = max(candidates, key=lambda p: p.engagement) if candidates else None
         elif r < 0.8:
             post = self.recent(self.outside_posts, 2_000)
-        if post is None:
+        if post is None or post.protected:
             return self.commit(self.network_account(), "delete", POST, self.old_rkey())
         post.deleted = True
         return self.commit(post.author, "delete", POST, post.rkey)
@@ -745,7 +749,9 @@ class _Generator:
         rkey = self.new_rkey()
         if post is not None:
             post.engagement += 1
-        (self.community_likes if community else self.likes).add((liker, rkey))
+            post.protected |= self.protecting
+        if not self.protecting:
+            (self.community_likes if community else self.likes).add((liker, rkey))
         return self.commit(liker, "create", LIKE, rkey, record)
 
     def repost_create(self, reposter: str | None = None, post: _Post | None = None) -> dict:
@@ -759,8 +765,10 @@ class _Generator:
                             {"$type": REPOST, "createdAt": self.created_at(), "subject": subject})
         if post is not None:
             post.engagement += 1
+            post.protected |= self.protecting
             post.last_repost = {"cid": event["commit"]["cid"], "uri": at_uri(reposter, REPOST, rkey)}
-        self.reposts.add((reposter, rkey))
+        if not self.protecting:
+            self.reposts.add((reposter, rkey))
         return event
 
     def delete_from(self, pool: _Reservoir, collection: str) -> dict:
@@ -787,13 +795,14 @@ class _Generator:
         rkey = self.new_rkey()
         record = {"$type": FOLLOW, "createdAt": self.created_at(), "subject": subject}
         if MEMBER in (self.role.get(follower), self.role.get(subject)):
-            self.member_follows.append((follower, rkey, subject))
+            if not self.protecting:
+                self.member_follows.append((follower, rkey, subject))
             self.member_follow_pairs.add((follower, subject))
             if self.role.get(follower) == MEMBER and subject not in self.role:
                 if self.followed_by_members[subject] == 0:
                     self.followees.append(subject)
                 self.followed_by_members[subject] += 1
-        else:
+        elif not self.protecting:
             self.noise_follows.add((follower, rkey))
         return self.commit(follower, "create", FOLLOW, rkey, record)
 
@@ -921,7 +930,17 @@ class _Generator:
     # ---- scripted stories
 
     def at(self, fraction: float, action: Callable[[], dict | None]) -> None:
-        self.schedule.setdefault(int(self.events * fraction), []).append(action)
+        """Run ``action`` at that point of the capture; what it creates or points at is
+        protected from random deletes, so the story plays out as written."""
+
+        def run() -> dict | None:
+            self.protecting = True
+            try:
+                return action()
+            finally:
+                self.protecting = False
+
+        self.schedule.setdefault(int(self.events * fraction), []).append(run)
 
     def _plan_stories(self) -> None:
         """Rare situations that random choice would not reliably produce."""
@@ -967,7 +986,9 @@ class _Generator:
             return act
 
         def other_post():
-            return self.recent([p for p in self.community_posts if p.author != doomed], 50) or posts[0]
+            """A live member post (indexed whatever its content), else the doomed's own."""
+            by_members = [p for p in self.community_posts if self.role.get(p.author) == MEMBER]
+            return self.recent(by_members, 50) or posts[0]
 
         steps = (
             (0.02, doomed_post("facet")),
