@@ -991,6 +991,7 @@ class _Generator:
             return self.recent(by_members, 50) or posts[0]
 
         steps = (
+            (0.01, lambda: self.tag_post(fan)),  # something of a member's to like
             (0.02, doomed_post("facet")),
             (0.04, lambda: self.follow(fan, doomed)),
             (0.06, lambda: self.follow(doomed, friend)),

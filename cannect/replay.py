@@ -60,11 +60,11 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+import websockets.http11
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,9 @@ def parse_params(path: str, headers: Headers | None = None) -> SubscribeParams:
     )
 
 
-def _check_request(connection: ServerConnection, request: Request) -> Response | None:
+def _check_request(
+    connection: ServerConnection, request: websockets.http11.Request
+) -> websockets.http11.Response | None:
     """Refuse wrong paths (404) and invalid parameters (400) before upgrading."""
     if urlsplit(request.path).path != ENDPOINT:
         return connection.respond(404, "not found\n")
@@ -452,7 +454,17 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
             pass
 
 
+def _allow_long_request_lines() -> None:
+    """Let a request line carry 10,000 wantedDids (~460 KB) as Jetstream allows.
+
+    websockets refuses request lines over 8 KiB (its documented WEBSOCKETS_MAX_LINE_LENGTH
+    setting, read at import time); the module constant is what the parser reads per request.
+    """
+    websockets.http11.MAX_LINE_LENGTH = max(websockets.http11.MAX_LINE_LENGTH, 2**20)
+
+
 async def _run(capture: Capture, host: str, port: int, speed: float, ready) -> None:
+    _allow_long_request_lines()
     stop = asyncio.Event()
     _install_stop_signals(stop)
     follower = asyncio.create_task(_follow(capture))

@@ -6,11 +6,11 @@ counter updates (a new post's counters are bumped by later events of the same ru
 
 from __future__ import annotations
 
-from sqlalchemy import delete, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from models import Follow, Like, Post, Repost, UserPostState
+from models import Follow, Like, Post, Repost
 
 from .changes import POST_CONTENT, Changes
 
@@ -77,28 +77,46 @@ def write_changes(session: Session, changes: Changes) -> None:
     _write_viewer_state(session, changes)
 
 
+def _insert(model, **on_conflict):
+    """A Core INSERT compiled once and run as executemany (no per-batch SQL compilation)."""
+    stmt = insert(model)
+    if on_conflict:
+        return stmt.on_conflict_do_update(index_elements=[model.uri],
+                                          set_={name: stmt.excluded[name] for name in on_conflict["update"]})
+    return stmt.on_conflict_do_nothing()
+
+
+_INSERTS = ((Like, "like_rows", _insert(Like)), (Repost, "repost_rows", _insert(Repost)),
+            (Follow, "follow_rows", _insert(Follow)))
+_UPSERT_POSTS = _insert(Post, update=POST_CONTENT)
+_DELETES = (
+    ("deleted_likes", text("DELETE FROM likes WHERE uri = ANY(:uris)")),
+    ("deleted_reposts", text("DELETE FROM reposts WHERE uri = ANY(:uris)")),
+    ("deleted_follows", text("DELETE FROM follows WHERE uri = ANY(:uris)")),
+)
+_DELETE_POSTS = [text(f"DELETE FROM {table} WHERE {column} = ANY(:uris)") for table, column in (
+    ("likes", "subject_uri"), ("reposts", "subject_uri"), ("user_post_state", "post_uri"), ("posts", "uri"))]
+
+
 def _write_deletes(session: Session, c: Changes) -> None:
-    for model, uris in ((Like, c.deleted_likes), (Repost, c.deleted_reposts), (Follow, c.deleted_follows)):
-        if uris:
-            session.execute(delete(model).where(model.uri.in_(uris)))
+    for attribute, statement in _DELETES:
+        if getattr(c, attribute):
+            session.execute(statement, {"uris": list(getattr(c, attribute))})
     if c.deleted_posts:
-        doomed = list(c.deleted_posts)
-        session.execute(delete(Like).where(Like.subject_uri.in_(doomed)))
-        session.execute(delete(Repost).where(Repost.subject_uri.in_(doomed)))
-        session.execute(delete(UserPostState).where(UserPostState.post_uri.in_(doomed)))
-        session.execute(delete(Post).where(Post.uri.in_(doomed)))
+        for statement in _DELETE_POSTS:
+            session.execute(statement, {"uris": list(c.deleted_posts)})
 
 
 def _write_inserts(session: Session, c: Changes) -> None:
+    connection = session.connection()
     if c.new_profiles:
-        session.execute(_ENSURE_PROFILES, {"dids": sorted(c.new_profiles)})
+        connection.execute(_ENSURE_PROFILES, {"dids": sorted(c.new_profiles)})
     if c.post_rows:
-        stmt = insert(Post).values(list(c.post_rows.values()))
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[Post.uri], set_={name: stmt.excluded[name] for name in POST_CONTENT}))
-    for model, rows in ((Like, c.like_rows), (Repost, c.repost_rows), (Follow, c.follow_rows)):
+        connection.execute(_UPSERT_POSTS, list(c.post_rows.values()))
+    for _, attribute, statement in _INSERTS:
+        rows = getattr(c, attribute)
         if rows:
-            session.execute(insert(model).values(list(rows.values())).on_conflict_do_nothing())
+            connection.execute(statement, list(rows.values()))
 
 
 def _write_counters(session: Session, c: Changes) -> None:
