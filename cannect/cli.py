@@ -184,9 +184,13 @@ def members_import(meta):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--check", "max_silence", type=float, metavar="SECONDS",
+              help="Exit 1 if the listener has not reported for this long (a health check).")
 @_fail_on_config_error
-def status(as_json):
+def status(as_json, max_silence):
     """Listener cursor and lag, event counters, queue depths, ingest progress."""
+    import time
+
     import redis
 
     from services.db import session_scope
@@ -197,6 +201,12 @@ def status(as_json):
         report = gather(redis.Redis.from_url(settings.redis_url), session)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    if max_silence is not None:
+        saved_at = report["listener_saved_at"]
+        if saved_at is None or time.time() - saved_at > max_silence:
+            click.echo(f"listener silent for more than {max_silence:g}s", err=True)
+            sys.exit(1)
+    if as_json:
         return
     lag = f"{report['lag_seconds']:.1f}s behind" if report["lag_seconds"] is not None else "no cursor yet"
     events = report["events"]

@@ -295,7 +295,7 @@ def test_web_is_published_and_checked_without_curl(services):
     test = web["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"] and "urllib.request" in test[-1] and "/health" in test[-1]
     assert "curl" not in json.dumps(test) and "wget" not in json.dumps(test)
-    assert services["listener"]["healthcheck"]["test"] == ["CMD", "cannect", "status", "--json"]
+    assert services["listener"]["healthcheck"]["test"] == ["CMD", "cannect", "status", "--check", "120"]
 
 
 @pytest.mark.parametrize("name", SINGLETONS)

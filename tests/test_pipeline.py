@@ -70,6 +70,11 @@ def test_capture_end_to_end_matches_the_model(system, tmp_path, session):
     assert events["seen"] == events["kept"] + events["rejected"] + events["ignored"] <= 20_000
     assert report["queues"]["ingest"] == 0
     assert report["ingest"]["batches_waiting"] == 0
+    check = [sys.executable, "-m", "cannect.cli", "status", "--check", "60"]
+    assert subprocess.run(check, env=system.env, capture_output=True).returncode == 0
+    system.kill("listener")
+    time.sleep(1.5)
+    assert subprocess.run(check[:-1] + ["1"], env=system.env, capture_output=True).returncode == 1
 
 
 def test_killed_listener_and_worker_recover_without_loss_or_double_counting(system, tmp_path, session):
