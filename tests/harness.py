@@ -43,8 +43,8 @@ class System:
         self.procs[name] = proc
         return proc
 
-    def start_replay(self, capture: Path, speed: float = 0) -> int:
-        port = free_port()
+    def start_replay(self, capture: Path, speed: float = 0, port: int | None = None) -> int:
+        port = port or free_port()
         self.env["JETSTREAM_URL"] = f"ws://127.0.0.1:{port}/subscribe"
         self.start("replay", "replay", "--file", str(capture), "--port", str(port), "--speed", str(speed))
         deadline = time.monotonic() + 20
