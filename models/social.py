@@ -50,8 +50,8 @@ class Follow(Base):
     )
 
 
-class Like(Base):
-    __tablename__ = "likes"
+class _SubjectRecord:
+    """Columns of a like or repost: a record of ``actor_did`` pointing at an indexed post."""
 
     uri: Mapped[str] = mapped_column(Text, primary_key=True)
     actor_did: Mapped[str] = mapped_column(Text)
@@ -59,21 +59,17 @@ class Like(Base):
     subject_cid: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_now()
 
+
+class Like(_SubjectRecord, Base):
+    __tablename__ = "likes"
     __table_args__ = (
         Index("idx_likes_actor", "actor_did", text("created_at DESC")),
         Index("idx_likes_subject", "subject_uri", "actor_did"),
     )
 
 
-class Repost(Base):
+class Repost(_SubjectRecord, Base):
     __tablename__ = "reposts"
-
-    uri: Mapped[str] = mapped_column(Text, primary_key=True)
-    actor_did: Mapped[str] = mapped_column(Text)
-    subject_uri: Mapped[str] = mapped_column(Text)
-    subject_cid: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = created_now()
-
     __table_args__ = (
         Index("idx_reposts_actor", "actor_did", text("created_at DESC")),
         Index("idx_reposts_subject", "subject_uri", "actor_did"),

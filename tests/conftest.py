@@ -63,26 +63,26 @@ def template_db(servers):
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
 
 
-@pytest.fixture
-def empty_db_url(servers):
-    """A new, empty database (no schema), dropped after the test."""
-    admin, name = servers[0], f"cannect_test_{uuid.uuid4().hex[:12]}"
+def _scratch_database(admin: str, template: str | None = None):
+    """Create a uniquely named database (optionally from a template); drop it when done."""
+    name = f"cannect_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     yield _with_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db_url(servers):
+    """A new, empty database (no schema), dropped after the test."""
+    yield from _scratch_database(servers[0])
 
 
 @pytest.fixture
 def db_url(servers, template_db):
     """A new migrated database, dropped after the test."""
-    admin, name = servers[0], f"cannect_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_database(admin, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from _scratch_database(servers[0], template_db)
 
 
 @pytest.fixture
