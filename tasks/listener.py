@@ -41,6 +41,8 @@ class Listener:
         self.resume_from_db = resume_from_db
         self.stopping = threading.Event()
         self.stats: Counter = Counter()
+        self.cursor: int | None = None        # highest time_us enqueued or skipped
+        self.last_batch: tuple | None = None  # (conn, seq) of the last batch enqueued
         self._bad_logged = 0
         self._bad_window = 0.0
 
@@ -49,13 +51,15 @@ class Listener:
     def run(self) -> None:
         """Listen until stopped, reconnecting with exponential backoff and jitter."""
         saved = listener_state.load(self.redis) or self._state_from_db()
-        cursor, prev = saved.cursor, saved.last_batch
+        self.cursor, self.last_batch = saved.cursor, saved.last_batch
         backoff = _BACKOFF_MIN
         while not self.stopping.is_set():
-            conn = max(time.time_ns() // 1000, (prev[0] + 1) if prev else 0)
+            conn = max(time.time_ns() // 1000, (self.last_batch[0] + 1) if self.last_batch else 0)
             started = time.monotonic()
             try:
-                cursor, prev = self._connection(conn, cursor, prev)
+                self._connection(conn)
+            except (OSError, websocket.WebSocketException) as exc:
+                log.warning("listener: connection %s failed: %s", conn, exc)
             except Exception:
                 log.exception("listener: connection %s failed", conn)
             if self.stopping.is_set():
@@ -88,15 +92,15 @@ class Listener:
             params.append(("cursor", max(0, cursor - int(self.settings.listener_rewind_seconds * 1_000_000))))
         return f"{self.settings.jetstream_url}?{urlencode(params)}"
 
-    def _connection(self, conn: int, cursor: int | None, prev: tuple | None) -> tuple[int | None, tuple | None]:
-        """Stream one connection; returns the cursor and last batch enqueued when it ends."""
-        url = self.subscribe_url(cursor)
+    def _connection(self, conn: int) -> None:
+        """Stream one connection, batching and enqueuing, until it closes or we stop."""
+        url = self.subscribe_url(self.cursor)
         log.info("listener: connecting to %s", url)
         ws = websocket.create_connection(url, timeout=60, enable_multithread=True, skip_utf8_validation=True)
         frames: queue.Queue = queue.Queue(maxsize=100_000)
         reader = threading.Thread(target=self._read, args=(ws, frames), name="jetstream-reader", daemon=True)
         reader.start()
-        batch = _Batch(conn, prev)
+        batch = _Batch(conn, self.last_batch)
         deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
         try:
             while not self.stopping.is_set():
@@ -109,12 +113,11 @@ class Listener:
                 if frame is not None:
                     self._take(frame, batch)
                 if len(batch.events) >= self.settings.ingest_batch_size or time.monotonic() >= deadline:
-                    cursor = self._flush(batch, cursor)
+                    self._flush(batch)
                     deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
         finally:
             ws.close()
-            cursor = self._flush(batch, cursor)
-        return cursor, batch.last_sent
+        self._flush(batch)
 
     def _read(self, ws, frames: queue.Queue) -> None:
         try:
@@ -141,17 +144,17 @@ class Listener:
         batch.events.append(event)
         batch.max_time_us = max(batch.max_time_us or 0, event["t"])
 
-    def _flush(self, batch: "_Batch", cursor: int | None) -> int | None:
+    def _flush(self, batch: "_Batch") -> None:
         """Enqueue the batch, then save the cursor: never the other way round."""
         if batch.events:
             self.send_batch(batch.message())
             batch.sent()
+            self.last_batch = batch.last_sent
         if batch.max_time_us:
-            cursor = max(cursor or 0, batch.max_time_us)
-        if self.stats or batch.last_sent:
-            listener_state.save(self.redis, cursor, batch.last_sent, self.stats)
+            self.cursor = max(self.cursor or 0, batch.max_time_us)
+        if self.stats or self.last_batch:
+            listener_state.save(self.redis, self.cursor, self.last_batch, self.stats)
             self.stats.clear()
-        return cursor
 
     def _log_bad(self, skip: Skip, frame) -> None:
         """Log rejected events, at most 20 a minute so garbage cannot flood the logs."""
