@@ -13,11 +13,14 @@ community part is rich enough to hit each rule: tag posts (facets, record ``tags
 tags in mixed case), member posts, posts of accounts that members follow, replies at several
 depths, quotes, likes/reposts/follows and their deletes (also of records the stream never
 showed), deletes of posts with likes, reposts and replies, profile updates, identity and
-account events, one account deletion of an active community account (captures of at least
-2,000 events) and one takedown of a member (at least 20,000 events).
+account events (a handle moving from one account to another among them), one deactivation
+(at least 100 events), one account deletion of an active community account (at least 2,000
+events, in the second half) and one takedown of a member (at least 20,000 events). Random
+choice alone would not reliably produce the rare cases, so they are scripted ("stories")
+at fixed fractions of the capture and protected from random deletes.
 
-Output is deterministic for a given (events, seed, start_time_us): one ``random.Random`` drives
-everything, and the default start is a fixed date.
+Output is deterministic for a given (events, seed, start_time_us) on one Python version: one
+``random.Random`` drives everything, and the default start is a fixed date.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ NETWORK_TEXTS = {
     "fr": ("Enfin le week-end, on va au marché", "Quelle chaleur aujourd'hui !"),
 }
 LANG_WEIGHTS = (("en", 62), ("ja", 11), ("pt", 9), ("de", 5), ("es", 5), ("fr", 3))
+QUOTABLE_NON_POSTS = ("app.bsky.feed.generator", "app.bsky.graph.list",
+                      "app.bsky.graph.starterpack")
 DECOY_TEXTS = (
     "Read the FAQ at https://example.org/faq#weed before asking",
     "pulled every weed from the garden (no#weed left)",
@@ -214,16 +219,15 @@ def at_uri(did: str, collection: str, rkey: str) -> str:
 class _Post:
     """A post the stream showed, with what later events need to point at it."""
 
-    __slots__ = ("uri", "cid", "author", "_root", "depth", "community", "engagement",
+    __slots__ = ("uri", "cid", "author", "_root", "community", "engagement",
                  "deleted", "rkey", "last_repost", "protected")
 
-    def __init__(self, author, rkey, cid, root, depth, community):
+    def __init__(self, author, rkey, cid, root, community):
         self.author = author
         self.rkey = rkey
         self.uri = at_uri(author, POST, rkey)
         self.cid = cid
         self._root = root  # top post of the thread; None for a top post (no self-cycle)
-        self.depth = depth
         self.community = community  # indexed by the rules, as far as the generator knows
         self.engagement = 0  # likes + reposts + replies
         self.deleted = False
@@ -239,7 +243,7 @@ class _Post:
 
 
 class _Reservoir:
-    """A bounded pool of created records (did, rkey, extra) to delete later."""
+    """A bounded pool of created records, as (did, rkey), to delete later."""
 
     def __init__(self, rng: random.Random, limit: int):
         self.rng, self.limit, self.items = rng, limit, []
@@ -287,6 +291,7 @@ class _Generator:
         self.followed_by_members: Counter[str] = Counter()  # non-member -> member followers
         self.followees: list[str] = []
         self.last_post: _Post | None = None
+        self.profiles_written: set[str] = set()
         self.protecting = False  # True while a scripted story runs (see ``at``)
         self.pending: deque[Callable[[], dict | None]] = deque()
         self.special: dict[str, str | None] = {
@@ -368,15 +373,16 @@ class _Generator:
 
     def commit(self, did: str, op: str, collection: str, rkey: str,
                record: dict | None = None, rev: str | None = None) -> dict:
+        rng = self.rng
         body = {
-            "rev": rev or tid(self.now + int(self.rng.random() * 400_000), self.rng.getrandbits(10)),
+            "rev": rev or tid(self.now + int(rng.random() * 400_000), rng.getrandbits(10)),
             "operation": op,
             "collection": collection,
             "rkey": rkey,
         }
         if record is not None:
             body["record"] = record
-            body["cid"] = _record_cid(self.rng)
+            body["cid"] = _record_cid(rng)
         return {"did": did, "time_us": self.now, "kind": "commit", "commit": body}
 
     def new_rkey(self) -> str:
@@ -403,7 +409,8 @@ class _Generator:
         return {"did": did, "time_us": self.now, "kind": "identity", "identity": body}
 
     def account(self, did: str, active: bool = True, status: str | None = None) -> dict:
-        body = {"active": active, "did": did, "seq": self._next_seq(), "time": iso(self.now - 4_000)}
+        body = {"active": active, "did": did, "seq": self._next_seq(),
+                "time": iso(self.now - 4_000)}
         if status:
             body["status"] = status
         return {"did": did, "time_us": self.now, "kind": "account", "account": body}
@@ -474,7 +481,8 @@ class _Generator:
         for _ in range(rng.choice((1, 1, 1, 2, 3, 4))):
             images.append({
                 "alt": rng.choice(("", "", "A photo", "Plants on a windowsill", "Screenshot")),
-                "aspectRatio": {"height": rng.randrange(600, 2000), "width": rng.randrange(600, 2000)},
+                "aspectRatio": {"height": rng.randrange(600, 2000),
+                                "width": rng.randrange(600, 2000)},
                 "image": self.blob(),
             })
         return {"$type": "app.bsky.embed.images", "images": images}
@@ -532,9 +540,8 @@ class _Generator:
         """Build the commit of a new post and remember the post for later events."""
         rkey = self.new_rkey()
         event = self.commit(author, "create", POST, rkey, record, rev)
-        depth = parent.depth + 1 if parent else 0
-        post = _Post(author, rkey, event["commit"]["cid"], parent.root if parent else None,
-                     depth, community)
+        root = parent.root if parent else None
+        post = _Post(author, rkey, event["commit"]["cid"], root, community)
         post.protected = self.protecting
         if parent is not None:
             parent.engagement += 1
@@ -561,7 +568,8 @@ class _Generator:
         if rng.random() < 0.2:
             tags.append(rng.choice(OTHER_TAGS))
         content = self.tagged_text(rng.choice(COMMUNITY_TEXTS), tags, style)
-        event = self.emit_post(author, self.post_record(content, "en", embed=self.maybe_media(0.35)), True)
+        record = self.post_record(content, "en", embed=self.maybe_media(0.35))
+        event = self.emit_post(author, record, True)
         if rng.random() < 0.06:
             post, rev = self.last_post, event["commit"]["rev"]
             self.pending.append(lambda: self.reply_to(post, author, rev=rev))
@@ -571,7 +579,8 @@ class _Generator:
         if self.rng.random() < 0.5:
             return self.tag_post(self.member())
         content = {"text": self.rng.choice(COMMUNITY_TEXTS + NETWORK_TEXTS["en"])}
-        return self.emit_post(self.member(), self.post_record(content, embed=self.maybe_media(0.35)), True)
+        record = self.post_record(content, embed=self.maybe_media(0.35))
+        return self.emit_post(self.member(), record, True)
 
     def followee_post(self) -> dict | None:
         """A post without tags by a non-member that a member follows: indexed by rule."""
@@ -582,7 +591,8 @@ class _Generator:
             did = rng.choice(self.followees)
             if self.followed_by_members[did] > 0 and did not in self.inactive:
                 content = {"text": rng.choice(NETWORK_TEXTS["en"])}
-                return self.emit_post(did, self.post_record(content, embed=self.maybe_media()), True)
+                record = self.post_record(content, embed=self.maybe_media())
+                return self.emit_post(did, record, True)
         return None
 
     def network_post(self) -> dict:
@@ -590,7 +600,8 @@ class _Generator:
         lang = self._lang()
         r = rng.random()
         if r < 0.05:
-            content = self.tagged_text(rng.choice(NETWORK_TEXTS["en"]), [rng.choice(OTHER_TAGS)], "facet")
+            text, tag = rng.choice(NETWORK_TEXTS["en"]), rng.choice(OTHER_TAGS)
+            content = self.tagged_text(text, [tag], "facet")
         elif r < 0.06:
             content = {"text": rng.choice(DECOY_TEXTS)}
         elif r < 0.09:
@@ -612,7 +623,8 @@ class _Generator:
     def community_reply(self) -> dict | None:
         """A reply inside a community thread, often under another reply (deeper threads)."""
         rng = self.rng
-        pool = self.community_replies if rng.random() < 0.45 and self.community_replies else self.community_posts
+        deeper = rng.random() < 0.45 and self.community_replies
+        pool = self.community_replies if deeper else self.community_posts
         parent = self.recent(pool, 40)
         if parent is None:
             return None
@@ -627,7 +639,8 @@ class _Generator:
             if event is not None:
                 return event
         target = rng.choice(self.old_posts)  # a post from before the capture
-        record = self.post_record({"text": rng.choice(REPLY_TEXTS)}, self._lang(), reply=(target, target))
+        content = {"text": rng.choice(REPLY_TEXTS)}
+        record = self.post_record(content, self._lang(), reply=(target, target))
         return self.commit(self.network_account(), "create", POST, self.new_rkey(), record)
 
     def quote_post(self) -> dict:
@@ -636,16 +649,19 @@ class _Generator:
         r = rng.random()
         quoted = self.recent(self.community_posts, 60) if r < 0.4 else None
         if quoted is not None:
-            target, author = quoted.ref(), (self.insider() if rng.random() < 0.5 else self.network_account())
+            target = quoted.ref()
+            author = self.insider() if rng.random() < 0.5 else self.network_account()
             quoted.engagement += 1
         elif r < 0.9:
             target, author = rng.choice(self.old_posts), self.network_account()
         else:
-            kind = rng.choice(("app.bsky.feed.generator", "app.bsky.graph.list", "app.bsky.graph.starterpack"))
-            target = {"cid": _record_cid(rng), "uri": at_uri(self.network_account(), kind, self.old_rkey())}
+            kind = rng.choice(QUOTABLE_NON_POSTS)
+            uri = at_uri(self.network_account(), kind, self.old_rkey())
+            target = {"cid": _record_cid(rng), "uri": uri}
             author = self.network_account()
         community = author in self.role and self.role[author] == MEMBER
-        record = self.post_record({"text": rng.choice(NETWORK_TEXTS["en"])}, embed=self.quote_embed(target))
+        content = {"text": rng.choice(NETWORK_TEXTS["en"])}
+        record = self.post_record(content, embed=self.quote_embed(target))
         return self.emit_post(author, record, community)
 
     def post_create(self) -> dict | None:
@@ -665,11 +681,12 @@ class _Generator:
         return self.network_post()
 
     def post_update(self) -> dict | None:
-        """An edited community post (same URI, new content): the index refreshes it."""
+        """An edited top-level community post (same URI, new content): the index refreshes it."""
         post = self.recent(self.community_posts, 30)
-        if post is None:
+        if post is None or post.root is not post:
             return None
-        content = self.tagged_text(self.rng.choice(COMMUNITY_TEXTS) + " (edited)", self._tags(1), "facet")
+        text = self.rng.choice(COMMUNITY_TEXTS) + " (edited)"
+        content = self.tagged_text(text, self._tags(1), "facet")
         event = self.commit(post.author, "update", POST, post.rkey, self.post_record(content))
         post.cid = event["commit"]["cid"]
         return event
@@ -766,7 +783,8 @@ class _Generator:
         if post is not None:
             post.engagement += 1
             post.protected |= self.protecting
-            post.last_repost = {"cid": event["commit"]["cid"], "uri": at_uri(reposter, REPOST, rkey)}
+            post.last_repost = {"cid": event["commit"]["cid"],
+                                "uri": at_uri(reposter, REPOST, rkey)}
         if not self.protecting:
             self.reposts.add((reposter, rkey))
         return event
@@ -848,7 +866,8 @@ class _Generator:
         rng = self.rng
         if did is None:
             r = rng.random()
-            did = self.member() if r < 0.4 else self.community_account() if r < 0.7 else self.network_account()
+            did = (self.member() if r < 0.4
+                   else self.community_account() if r < 0.7 else self.network_account())
         record: dict = {"$type": PROFILE}
         if rng.random() < 0.85:
             record["avatar"] = self.blob()
@@ -858,7 +877,9 @@ class _Generator:
         if rng.random() < 0.8:
             record["description"] = rng.choice(DESCRIPTIONS)
         record["displayName"] = rng.choice(DISPLAY_NAMES)
-        op = "update" if rng.random() < 0.9 else "create"
+        # A profile is created once (new accounts); later writes are updates.
+        op = "create" if did not in self.profiles_written and rng.random() < 0.1 else "update"
+        self.profiles_written.add(did)
         return self.commit(did, op, PROFILE, "self", record)
 
     def profile_delete(self) -> dict:
@@ -869,12 +890,14 @@ class _Generator:
         rng = self.rng
         did = self.network_account()
         if rng.random() < 0.55:
-            record = {"$type": BLOCK, "createdAt": self.created_at(), "subject": self.network_account()}
+            record = {"$type": BLOCK, "createdAt": self.created_at(),
+                      "subject": self.network_account()}
             return self.commit(did, "create", BLOCK, self.new_rkey(), record)
         collection = rng.choice(("app.bsky.graph.listitem", "app.bsky.feed.threadgate",
                                  "fm.teal.alpha.feed.play", "app.bsky.actor.status"))
         if collection == "app.bsky.actor.status":
-            record = {"$type": collection, "createdAt": self.created_at(), "status": "app.bsky.actor.status#live"}
+            record = {"$type": collection, "createdAt": self.created_at(),
+                      "status": "app.bsky.actor.status#live"}
             return self.commit(did, "update", collection, "self", record)
         record = {"$type": collection, "createdAt": self.created_at()}
         return self.commit(did, "create", collection, self.new_rkey(), record)
@@ -883,7 +906,8 @@ class _Generator:
         """Identity events usually carry no handle; an account event often follows."""
         rng = self.rng
         r = rng.random()
-        did = self.member() if r < 0.03 else self.community_account() if r < 0.06 else self.network_account()
+        did = (self.member() if r < 0.03
+               else self.community_account() if r < 0.06 else self.network_account())
         handle = self.handle_of(did) if rng.random() < 0.1 else None
         if rng.random() < 0.5:
             self.pending.append(lambda: self.account(did) if did not in self.inactive else None)
@@ -1067,8 +1091,11 @@ class _Generator:
     def _plan_followee(self) -> None:
         """A member follows an outsider, who then posts without tags (indexed by rule)."""
         member, outsider = self.members[3], self.network[0]
-        plain = lambda: self.emit_post(  # noqa: E731
-            outsider, self.post_record({"text": self.rng.choice(NETWORK_TEXTS["en"])}), True)
+
+        def plain():
+            content = {"text": self.rng.choice(NETWORK_TEXTS["en"])}
+            return self.emit_post(outsider, self.post_record(content), True)
+
         self.at(0.38, lambda: self.follow(member, outsider))
         self.at(0.40, plain)
         self.at(0.42, plain)

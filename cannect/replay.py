@@ -87,6 +87,7 @@ NO_CURSOR = -(2**63)
 _NSID = re.compile(r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})){2,}$")
 _NSID_PREFIX = re.compile(r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*\.\*$")
 _DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
+_INTEGER = re.compile(r"^-?[0-9]{1,19}$")  # what Go's ParseInt takes (int() also takes "1_0")
 
 
 # --------------------------------------------------------------------------- capture
@@ -97,9 +98,9 @@ class Capture:
 
     ``frames[i]`` is line i as bytes (sent unchanged); ``keys[i]`` is the small tuple
     ``(time_us, did, collection)`` checked per client, so that filtering never parses JSON.
-    ``did`` is None for a malformed line (always sent); ``collection`` is "" for identity
-    and account events (never filtered by collection). The lists only grow, so every
-    client keeps its own position as a plain index.
+    ``did`` is None for a malformed line or one without a ``did`` (always sent);
+    ``collection`` is "" for identity and account events (never filtered by collection).
+    The lists only grow, so every client keeps its own position as a plain index.
     """
 
     def __init__(self, path: str):
@@ -113,12 +114,15 @@ class Capture:
 
     @classmethod
     def load(cls, path: str) -> "Capture":
-        """Read the whole file; a last line without newline counts (the file is done)."""
+        """Read the whole file; a last line without newline counts (the file is done).
+
+        Line by line, so that the peak memory is the kept lines, not twice the file.
+        """
         capture = cls(path)
         with open(path, "rb") as f:
-            data = f.read()
-        capture._offset = len(data)
-        capture._add_lines(data.split(b"\n"))
+            for line in f:
+                capture._offset += len(line)
+                capture._add_line(line)
         return capture
 
     def __len__(self) -> int:
@@ -149,7 +153,8 @@ class Capture:
             return False
         self._offset += end + 1
         before = len(self.frames)
-        self._add_lines(data[:end].split(b"\n"))
+        for line in data[:end].split(b"\n"):
+            self._add_line(line)
         if len(self.frames) == before:
             return False
         self._grown.set()
@@ -161,15 +166,12 @@ class Capture:
         while len(self.frames) <= count:
             await self._grown.wait()
 
-    def _add_lines(self, lines: list[bytes]) -> None:
-        frames, keys = self.frames, self.keys
-        for line in lines:
-            line = line.rstrip(b"\r")
-            if not line.strip():
-                continue
+    def _add_line(self, line: bytes) -> None:
+        line = line.rstrip(b"\r\n")
+        if line.strip():
             key, frame = self._describe(line)
-            frames.append(frame)
-            keys.append(key)
+            self.frames.append(frame)
+            self.keys.append(key)
 
     def _describe(self, line: bytes) -> tuple[tuple[int, str | None, str], bytes]:
         try:
@@ -238,12 +240,12 @@ def build_filter(collections: list[str], dids: list[str], max_size: int = 0) -> 
         elif _NSID.match(name):
             exact.add(name)
         else:
-            raise ValueError(f"invalid collection: {name}")
+            raise ValueError(f"invalid collection: {name[:80]}")
     if len(exact) + len(prefixes) > MAX_COLLECTIONS:
         raise ValueError("too many wanted collections")
     for did in dids:
         if not isinstance(did, str) or not _DID.match(did):
-            raise ValueError(f"invalid DID: {did}")
+            raise ValueError(f"invalid DID: {str(did)[:80]}")
     wanted_dids = frozenset(dids)
     if len(wanted_dids) > MAX_DIDS:
         raise ValueError("too many wanted DIDs")
@@ -265,6 +267,8 @@ def _lenient_size(value) -> int:
 
 @dataclass(frozen=True)
 class SubscribeParams:
+    """What a client asked for in its ``/subscribe`` URL."""
+
     cursor: int
     filter: Filter
     require_hello: bool
@@ -281,11 +285,10 @@ def parse_params(path: str, headers: Headers | None = None) -> SubscribeParams:
     if first("compress") == "true" or "zstd" in encoding:
         raise ValueError("compression is not supported by the replay server")
     cursor = NO_CURSOR
-    if first("cursor"):
-        try:
-            cursor = int(first("cursor"))
-        except ValueError:
-            raise ValueError(f"invalid cursor: {first('cursor')}") from None
+    if first("cursor"):  # blank means absent, as in Jetstream
+        if not _INTEGER.match(first("cursor")):
+            raise ValueError(f"invalid cursor: {first('cursor')[:40]}")
+        cursor = int(first("cursor"))
     return SubscribeParams(
         cursor=cursor,
         filter=build_filter(
@@ -520,5 +523,6 @@ def serve(
 def main(path: str, host: str, port: int, speed: float) -> None:
     """Entry point for ``cannect replay``: load, announce, serve."""
     capture = Capture.load(path)
-    print(f"replay: serving {path} ({len(capture)} events) on ws://{host}:{port}{ENDPOINT}", flush=True)
+    url = f"ws://{host}:{port}{ENDPOINT}"
+    print(f"replay: serving {path} ({len(capture)} events) on {url}", flush=True)
     _serve_capture(capture, host, port, speed, None)

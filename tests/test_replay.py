@@ -44,8 +44,8 @@ def identity(did, t):
 
 
 def account(did, t):
-    return json.dumps({"did": did, "time_us": t, "kind": "account",
-                       "account": {"active": True, "did": did, "seq": 2, "time": "2026-07-04T14:00:00.000Z"}})
+    body = {"active": True, "did": did, "seq": 2, "time": "2026-07-04T14:00:00.000Z"}
+    return json.dumps({"did": did, "time_us": t, "kind": "account", "account": body})
 
 
 MALFORMED = '{"did": "did:plc:broken", "time_us": 17831736'  # cut off mid-line
@@ -87,7 +87,8 @@ def reference(lines, cursor=None, collections=(), dids=()):
             continue
         if collections and event["kind"] == "commit":
             name = event["commit"]["collection"]
-            if not any(name == w or (w.endswith(".*") and name.startswith(w[:-1])) for w in collections):
+            if not any(name == w or (w.endswith(".*") and name.startswith(w[:-1]))
+                       for w in collections):
                 continue
         out.append(raw)
     return out
@@ -104,50 +105,88 @@ def write_lines(path: Path, lines, mode="w"):
 
 @pytest.fixture
 def capture_file(tmp_path) -> Path:
+    """A capture of this test's own, for tests that append to it."""
     path = tmp_path / "capture.jsonl"
     write_lines(path, LINES)
     return path
 
 
-@pytest.fixture
-def start_server(tmp_path):
-    """Start replay servers in subprocesses; stop them with SIGTERM and expect exit 0."""
-    procs = []
+class Servers:
+    """Replay servers in subprocesses, stopped with SIGTERM (as in production): exit 0."""
 
-    def start(path: Path, speed: float = 0.0, query: str = "") -> str:
+    def __init__(self, logs: Path):
+        self.logs, self.procs, self.log_files = logs, [], []
+
+    def start(self, path: Path, speed: float = 0.0, query: str = "") -> str:
         code = (
             "import sys; from cannect.replay import serve; "
             "serve(sys.argv[1], port=0, speed=float(sys.argv[2]), "
             "ready=lambda p: print(p, flush=True))"
         )
-        log = open(tmp_path / f"server{len(procs)}.log", "w")
+        log = self.logs / f"server{len(self.procs)}.log"
+        self.log_files.append(open(log, "w"))
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         proc = subprocess.Popen(
             [sys.executable, "-c", code, str(path), str(speed)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log_files[-1], text=True,
+            env={**os.environ, "PYTHONPATH": python_path},
         )
-        procs.append(proc)
+        self.procs.append(proc)
         line = proc.stdout.readline()
-        assert line.strip().isdigit(), f"server did not start: {(tmp_path / log.name).read_text()}"
+        assert line.strip().isdigit(), f"server did not start: {log.read_text()}"
         return f"ws://127.0.0.1:{int(line)}/subscribe{query}"
 
-    start.procs = procs
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=10) for proc in self.procs]
+        for proc in self.procs:
+            proc.stdout.close()
+        for log in self.log_files:
+            log.close()
+        assert codes == [0] * len(codes)
 
 
-def connect(url: str) -> websocket.WebSocket:
-    return websocket.create_connection(url, timeout=5, skip_utf8_validation=True)
+@pytest.fixture
+def replay_servers(tmp_path):
+    """Servers of this test's own (for appending, pacing and shutdown tests)."""
+    started = Servers(tmp_path)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="module")
+def shared_url(tmp_path_factory):
+    """One server over an unchanging copy of LINES, for the tests that only read."""
+    root = tmp_path_factory.mktemp("shared")
+    write_lines(root / "capture.jsonl", LINES)
+    started = Servers(root)
+    yield started.start(root / "capture.jsonl")
+    started.stop_all()
+
+
+@pytest.fixture
+def connect(replay_servers):
+    """Open clients; close them before the servers stop (a client that never closes its
+    socket makes the server wait for its close timeout)."""
+    clients = []
+
+    def open_client(url: str) -> websocket.WebSocket:
+        ws = websocket.create_connection(url, timeout=5, skip_utf8_validation=True)
+        clients.append(ws)
+        return ws
+
+    yield open_client
+    for ws in clients:
+        ws.close(timeout=1)
 
 
 def receive(ws, count: int) -> list[str]:
     return [ws.recv() for _ in range(count)]
 
 
-def assert_quiet(ws, seconds: float = 0.4) -> None:
+def assert_quiet(ws, seconds: float = 0.25) -> None:
     """Nothing more arrives (and the connection stays open)."""
     ws.settimeout(seconds)
     with pytest.raises(websocket.WebSocketTimeoutException):
@@ -158,7 +197,8 @@ def assert_quiet(ws, seconds: float = 0.4) -> None:
 def close_code(ws) -> int:
     while True:
         opcode, data = ws.recv_data(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
+        if opcode == websocket.ABNF.OPCODE_CLOSE:  # websocket-client has answered it
+            ws.shutdown()
             return int.from_bytes(data[:2], "big")
 
 
@@ -173,32 +213,31 @@ def query(**params) -> str:
 # --------------------------------------------------------------------------- filters
 
 
-def test_sends_every_line_unchanged_in_file_order(capture_file, start_server):
-    ws = connect(start_server(capture_file))
+def test_sends_every_line_unchanged_in_file_order(shared_url, connect):
+    ws = connect(shared_url)
     assert receive(ws, len(LINES)) == LINES
     assert_quiet(ws)
 
 
 @pytest.mark.parametrize("cursor", [T0 + 5_000, T0 + 5_001, T0 + 8_000, T0 + 99_000, 0])
-def test_cursor_sends_lines_at_or_after_it(capture_file, start_server, cursor):
+def test_cursor_sends_lines_at_or_after_it(shared_url, connect, cursor):
     expected = reference(LINES, cursor=cursor)
-    ws = connect(start_server(capture_file, query=query(cursor=cursor)))
+    ws = connect(shared_url + query(cursor=cursor))
     assert receive(ws, len(expected)) == expected
     assert_quiet(ws)
 
 
-def test_malformed_line_takes_the_position_of_the_previous_line(capture_file, start_server):
-    url = start_server(capture_file)
-    at = connect(url + query(cursor=T0 + 5_000))
+def test_malformed_line_takes_the_position_of_the_previous_line(shared_url, connect):
+    at = connect(shared_url + query(cursor=T0 + 5_000))
     assert MALFORMED in receive(at, len(reference(LINES, cursor=T0 + 5_000)))
-    after = connect(url + query(cursor=T0 + 5_001))
+    after = connect(shared_url + query(cursor=T0 + 5_001))
     assert MALFORMED not in receive(after, len(reference(LINES, cursor=T0 + 5_001)))
 
 
-def test_wanted_collections_exact_and_prefix_pass_identity_and_account(capture_file, start_server):
+def test_wanted_collections_exact_and_prefix_pass_identity_and_account(shared_url, connect):
     wanted = ["app.bsky.feed.post", "app.bsky.graph.*"]
     expected = reference(LINES, collections=wanted)
-    ws = connect(start_server(capture_file, query=query(wantedCollections=wanted)))
+    ws = connect(shared_url + query(wantedCollections=wanted))
     got = receive(ws, len(expected))
     assert got == expected
     assert identity(B, T0 + 4_000) in got and account(C, T0 + 6_000) in got
@@ -206,9 +245,9 @@ def test_wanted_collections_exact_and_prefix_pass_identity_and_account(capture_f
     assert_quiet(ws)
 
 
-def test_wanted_dids_filter_every_kind_but_not_malformed_lines(capture_file, start_server):
+def test_wanted_dids_filter_every_kind_but_not_malformed_lines(shared_url, connect):
     expected = reference(LINES, dids=[B])
-    ws = connect(start_server(capture_file, query=query(wantedDids=B)))
+    ws = connect(shared_url + query(wantedDids=B))
     got = receive(ws, len(expected))
     assert got == expected
     assert identity(B, T0 + 4_000) in got and MALFORMED in got
@@ -216,34 +255,41 @@ def test_wanted_dids_filter_every_kind_but_not_malformed_lines(capture_file, sta
     assert_quiet(ws)
 
 
-def test_unknown_did_still_gets_the_malformed_lines(capture_file, start_server):
-    ws = connect(start_server(capture_file, query=query(wantedDids=NOBODY)))
+def test_unknown_did_still_gets_the_malformed_lines(shared_url, connect):
+    ws = connect(shared_url + query(wantedDids=NOBODY))
     assert receive(ws, 2) == [LINES[0], MALFORMED]
     assert_quiet(ws)
 
 
-def test_max_message_size_drops_larger_events(capture_file, start_server):
+def test_max_message_size_drops_larger_events(shared_url, connect):
     of_a = reference(LINES, dids=[A])
     limit = sorted(len(line.encode()) for line in of_a if is_event(line))[1]
     expected = [line for line in of_a if not is_event(line) or len(line.encode()) <= limit]
     assert 2 < len(expected) < len(of_a)
-    ws = connect(start_server(capture_file, query=query(maxMessageSizeBytes=limit, wantedDids=A)))
+    ws = connect(shared_url + query(maxMessageSizeBytes=limit, wantedDids=A))
     assert receive(ws, len(expected)) == expected
     assert_quiet(ws)
+
+
+def test_clients_keep_their_own_positions(shared_url, connect):
+    first, second = connect(shared_url), connect(shared_url + query(cursor=T0 + 8_000))
+    later = reference(LINES, cursor=T0 + 8_000)
+    assert receive(second, len(later)) == later
+    assert receive(first, len(LINES)) == LINES
 
 
 # --------------------------------------------------------------------------- client messages
 
 
-def test_options_update_replaces_filters_for_later_events(capture_file, start_server):
-    ws = connect(start_server(capture_file, query=query(wantedDids=A)))
+def test_options_update_replaces_filters_for_later_events(capture_file, replay_servers, connect):
+    ws = connect(replay_servers.start(capture_file, query=query(wantedDids=A)))
     first = reference(LINES, dids=[A])
     assert receive(ws, len(first)) == first
     ws.send("this is not JSON and is ignored")
     ws.send(json.dumps({"type": "something_else", "payload": {}}))
     ws.send(json.dumps({"type": "options_update",
                         "payload": {"wantedDids": [B], "wantedCollections": ["app.bsky.feed.*"]}}))
-    time.sleep(0.2)
+    time.sleep(0.1)
     appended = [
         commit(A, T0 + 20_000, "app.bsky.feed.post"),
         commit(B, T0 + 21_000, "app.bsky.graph.follow"),
@@ -255,16 +301,17 @@ def test_options_update_replaces_filters_for_later_events(capture_file, start_se
     assert_quiet(ws)
 
 
-def test_require_hello_waits_for_the_first_options_update(capture_file, start_server):
-    ws = connect(start_server(capture_file, query=query(requireHello="true")))
-    assert_quiet(ws, 0.3)
-    ws.send(json.dumps({"type": "options_update", "payload": {"wantedCollections": ["app.bsky.feed.like"]}}))
+def test_require_hello_waits_for_the_first_options_update(shared_url, connect):
+    ws = connect(shared_url + query(requireHello="true"))
+    assert_quiet(ws)
+    hello = {"type": "options_update", "payload": {"wantedCollections": ["app.bsky.feed.like"]}}
+    ws.send(json.dumps(hello))
     expected = reference(LINES, collections=["app.bsky.feed.like"])
     assert receive(ws, len(expected)) == expected
 
 
-def test_invalid_options_update_closes_with_1008(capture_file, start_server):
-    ws = connect(start_server(capture_file))
+def test_invalid_options_update_closes_with_1008(shared_url, connect):
+    ws = connect(shared_url)
     receive(ws, len(LINES))
     too_many = ["did:plc:%024d" % i for i in range(MAX_DIDS + 1)]
     ws.send(json.dumps({"type": "options_update", "payload": {"wantedDids": too_many}}))
@@ -274,8 +321,9 @@ def test_invalid_options_update_closes_with_1008(capture_file, start_server):
 # --------------------------------------------------------------------------- live tail, pacing
 
 
-def test_stays_open_after_the_end_and_streams_appended_lines(capture_file, start_server):
-    ws = connect(start_server(capture_file, query=query(wantedCollections="app.bsky.feed.post")))
+def test_stays_open_after_the_end_and_streams_appended_lines(capture_file, replay_servers, connect):
+    url = replay_servers.start(capture_file, query=query(wantedCollections="app.bsky.feed.post"))
+    ws = connect(url)
     expected = reference(LINES, collections=["app.bsky.feed.post"])
     assert receive(ws, len(expected)) == expected
     assert_quiet(ws, 0.5)
@@ -292,22 +340,15 @@ def test_stays_open_after_the_end_and_streams_appended_lines(capture_file, start
     assert receive(ws, 1) == [late]
 
 
-def test_speed_paces_by_time_us(tmp_path, start_server):
+def test_speed_paces_by_time_us(tmp_path, replay_servers, connect):
     path = tmp_path / "paced.jsonl"
     write_lines(path, [commit(A, T0 + k * 100_000, "app.bsky.feed.like") for k in range(21)])
-    ws = connect(start_server(path, speed=10))
+    ws = connect(replay_servers.start(path, speed=10))
     ws.recv()
     started = time.monotonic()
     receive(ws, 20)
     elapsed = time.monotonic() - started  # 2 s of stream at 10x: about 0.2 s
     assert 0.12 <= elapsed <= 1.5
-
-
-def test_clients_keep_their_own_positions(capture_file, start_server):
-    url = start_server(capture_file)
-    first, second = connect(url), connect(url + query(cursor=T0 + 8_000))
-    assert receive(second, len(reference(LINES, cursor=T0 + 8_000))) == reference(LINES, cursor=T0 + 8_000)
-    assert receive(first, len(LINES)) == LINES
 
 
 # --------------------------------------------------------------------------- handshake, shutdown
@@ -316,38 +357,37 @@ def test_clients_keep_their_own_positions(capture_file, start_server):
 @pytest.mark.parametrize("params", [
     query(cursor="abc"),
     query(cursor="12.5"),
+    query(cursor="1_783_173_600_000_000"),
     query(wantedCollections=[f"app.bsky.feed.c{i}" for i in range(101)]),
     query(wantedCollections="notacollection"),
     query(wantedDids="alice.bsky.social"),
     query(compress="true"),
 ])
-def test_invalid_parameters_are_refused_with_400(capture_file, start_server, params):
+def test_invalid_parameters_are_refused_with_400(shared_url, connect, params):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        connect(start_server(capture_file, query=params))
+        connect(shared_url + params)
     assert refused.value.status_code == 400
 
 
-def test_more_than_10000_dids_are_refused_but_10000_are_fine(capture_file, start_server):
-    url = start_server(capture_file)
+def test_more_than_10000_dids_are_refused_but_10000_are_fine(shared_url, connect):
     dids = ["did:plc:%024d" % i for i in range(MAX_DIDS + 1)]
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        connect(url + query(wantedDids=dids))
+        connect(shared_url + query(wantedDids=dids))
     assert refused.value.status_code == 400
-    ws = connect(url + query(wantedDids=dids[:MAX_DIDS]))
+    ws = connect(shared_url + query(wantedDids=dids[:MAX_DIDS]))
     assert receive(ws, 2) == [LINES[0], MALFORMED]
 
 
-def test_other_paths_get_404(capture_file, start_server):
-    url = start_server(capture_file).replace("/subscribe", "/firehose")
+def test_other_paths_get_404(shared_url, connect):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        connect(url)
+        connect(shared_url.replace("/subscribe", "/firehose"))
     assert refused.value.status_code == 404
 
 
-def test_sigterm_closes_clients_with_1001_and_exits_cleanly(capture_file, start_server):
-    ws = connect(start_server(capture_file))
+def test_sigterm_closes_clients_with_1001_and_exits_cleanly(capture_file, replay_servers, connect):
+    ws = connect(replay_servers.start(capture_file))
     receive(ws, len(LINES))
-    proc = start_server.procs[-1]
+    proc = replay_servers.procs[-1]
     proc.send_signal(signal.SIGTERM)
     assert close_code(ws) == 1001
     assert proc.wait(timeout=10) == 0
