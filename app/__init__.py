@@ -1,26 +1,39 @@
-"""The Flask application factory: REST API, health checks, metrics.
+"""The Flask application factory: REST API (OpenAPI-described), health checks, metrics.
 
 Never starts the listener or the scheduler: those are processes of their own.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from flask_openapi3 import Info, OpenAPI
 
-from cannect.config import Settings, get_settings
+from cannect.config import ConfigError, Settings, get_settings
 from cannect.logs import configure_logging
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> OpenAPI:
     configure_logging()
     settings = settings or get_settings()
-    app = Flask(__name__)
-    app.config["SETTINGS"] = settings
-
+    if not settings.jwt_secret:
+        raise ConfigError("Invalid configuration:\n  JWT_SECRET: is not set (the web process signs sessions with it)")
     from . import errors, extensions, health, metrics
+    from .api import register_api
+
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Cannect API", version="1.0",
+                  description="Feeds, posts, profiles, search and actions of the Cannect community app."),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        doc_prefix="/api", doc_url="/openapi.json",
+        validation_error_status=422, validation_error_callback=errors.validation_problem,
+    )
+    app.url_map.merge_slashes = False  # post URIs (at://...) travel in paths
+    app.config["SETTINGS"] = settings
+    app.json.sort_keys = False
 
     extensions.init_app(app, settings)
     errors.init_app(app)
     metrics.init_app(app)
-    app.register_blueprint(health.bp)
+    app.register_api(health.api)
+    register_api(app)
     return app

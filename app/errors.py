@@ -1,27 +1,57 @@
-"""Every error as RFC 9457 ``application/problem+json``; never a stack trace."""
+"""Every error as RFC 9457 ``application/problem+json``; never a stack trace.
+
+Handlers raise :class:`ApiError` (or a werkzeug HTTPException); request validation failures
+become 422 with the offending fields listed; anything unexpected becomes a logged 500.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, json, request
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 
-def problem(status: int, title: str, detail: str | None = None, **extra) -> Response:
+class ApiError(Exception):
+    """An error the client can act on: rendered as problem+json with ``status``."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra):
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.headers, self.extra = status, title, detail, headers, extra
+
+
+def problem(status: int, title: str, detail: str | None = None, headers: dict | None = None, **extra) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "instance": request.path}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def validation_problem(error: ValidationError) -> Response:
+    """flask-openapi3's callback for invalid path, query, headers or body."""
+    errors = [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"]} for e in error.errors()]
+    fields = ", ".join(".".join(e["loc"]) or "body" for e in errors)
+    return problem(422, "Invalid request", f"Invalid or missing: {fields}", errors=errors)
 
 
 def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return problem(exc.code or 500, exc.name, exc.description)
+        headers = {"Retry-After": exc.retry_after} if getattr(exc, "retry_after", None) else None
+        if exc.code == 429 and getattr(exc, "limit", None) is not None:
+            headers = {"Retry-After": str(int(exc.limit.limit.get_expiry()))}
+        return problem(exc.code or 500, exc.name, exc.description, headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

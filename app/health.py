@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
 from services.db import session_scope
 from services.status import gather
@@ -10,18 +11,18 @@ from services.status import gather
 from .errors import problem
 from .extensions import get_redis
 
-bp = Blueprint("health", __name__, url_prefix="/health")
+api = APIBlueprint("health", __name__, url_prefix="/health", abp_tags=[Tag(name="health")])
 
 #: The indexer is unhealthy when its cursor is this far behind real time.
 MAX_INDEXER_LAG_SECONDS = 300
 
 
-@bp.get("")
+@api.get("")
 def health():
     return jsonify(status="ok")
 
 
-@bp.get("/db")
+@api.get("/db")
 def health_db():
     try:
         with session_scope() as session:
@@ -31,7 +32,7 @@ def health_db():
     return jsonify(status="ok")
 
 
-@bp.get("/indexer")
+@api.get("/indexer")
 def health_indexer():
     """Listener lag, last event age, counters and queue depths; 503 when it has fallen behind."""
     try:

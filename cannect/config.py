@@ -86,7 +86,22 @@ class Settings(DatabaseSettings):
     deepseek_api_key: str | None = None
     deepseek_base_url: str = "https://api.deepseek.com"
     deepseek_model: str = "deepseek-v4-flash"
-    jwt_secret: str | None = None
+    # The app's own session tokens (JWT, HS256). Required by the web process.
+    jwt_secret: str | None = Field(default=None, min_length=32)
+    jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    refresh_ttl_days: int = Field(default=30, ge=1, le=365)
+    # Key for PDS tokens at rest (Fernet, urlsafe base64 of 32 bytes); derived from JWT_SECRET if unset.
+    token_encryption_key: str | None = None
+    # Where users' accounts live; createSession/createRecord go here.
+    pds_url: str = "https://bsky.social"
+    # Browser origins allowed to call the API (comma-separated); the web app runs on its own domain.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ("https://cannect.space", "http://localhost:8081")
+    rate_limit_ip: str = "600/minute"
+    rate_limit_user: str = "300/minute"
+    rate_limit_login: str = "10/minute"
+    # Reverse proxies in front of the web process whose X-Forwarded-For is trusted (nginx: 1).
+    proxy_count: int = Field(default=0, ge=0, le=5)
+    avatar_cdn: str = "https://cdn.bsky.app/img"
     vapid_public_key: str | None = None
     vapid_private_key: str | None = None
     vapid_email: str | None = None
@@ -106,6 +121,21 @@ class Settings(DatabaseSettings):
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
             raise ValueError("must be a ws:// or wss:// URL such as wss://host/subscribe")
         return value
+
+    @field_validator("pds_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s):// URL such as https://bsky.social")
+        return value.rstrip("/")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(value)
 
     @field_validator("cannabis_tags", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     replay_port = free_port() if _port_taken(REPLAY_PORT) else REPLAY_PORT
     os.environ.setdefault("JETSTREAM_URL", f"ws://127.0.0.1:{replay_port}/subscribe")
     os.environ["PORT"] = str(web_port)
+    os.environ.setdefault("JWT_SECRET", _local_secret())
 
     subprocess.run(_cannect("migrate"), check=True)
     if capture is None:
@@ -71,6 +72,18 @@ def _fresh_sample(events: int) -> str:
     generate_capture(str(path), events, seed=int(time.time()), start_time_us=time.time_ns() // 1000 - events * 1000,
                      progress=sys.stderr.isatty())
     return str(path)
+
+
+def _local_secret() -> str:
+    """A JWT secret for this machine's trial runs, kept so sessions survive a restart."""
+    import secrets
+
+    path = STATE_DIR / "jwt_secret"
+    if not path.exists():
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _port_taken(port: int) -> bool:

@@ -6,11 +6,13 @@ from .ingest import IngestPending, IngestRecent, IngestState
 from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, PushSubscription
 from .posts import Post
+from .sessions import AppSession, PdsSession
 from .social import Follow, Like, Profile, Repost, UserFollowState, UserPostState
 
 metadata = Base.metadata
 
 __all__ = [
+    "AppSession", "PdsSession",
     "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestPending", "IngestRecent", "IngestState", "Like",
     "Notification", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",

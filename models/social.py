@@ -32,6 +32,9 @@ class Profile(Base):
 
     __table_args__ = (
         Index("idx_profiles_handle", "handle", unique=True, postgresql_where=text("handle IS NOT NULL")),
+        # Prefix search of handles and display names (GET /api/search?type=users).
+        Index("idx_profiles_handle_prefix", text("lower(handle) text_pattern_ops")),
+        Index("idx_profiles_display_name_prefix", text("lower(display_name) text_pattern_ops")),
         Index("idx_profiles_members", "did", postgresql_where=text("is_cannect_user")),
     )
 

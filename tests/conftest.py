@@ -112,5 +112,6 @@ def redis_url(servers):
 def env(db_url, redis_url):
     """Environment for child processes of the system under test."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JETSTREAM_"))}
-    environ.update(DATABASE_URL=db_url, REDIS_URL=redis_url, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    environ.update(DATABASE_URL=db_url, REDIS_URL=redis_url, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+                   JWT_SECRET="test-secret-" + "x" * 32)
     return environ

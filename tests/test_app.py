@@ -11,6 +11,7 @@ from services import db
 def client(monkeypatch, db_url, redis_url):
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("JWT_SECRET", "test-secret-" + "x" * 32)
     for cached in (get_settings, db.get_engine, db._session_factory):
         cached.cache_clear()
     yield create_app().test_client()

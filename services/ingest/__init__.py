@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from models import IngestPending, IngestState
 from services.jetstream import PURGE_STATUSES
 
-from .changes import Run
+from .changes import Changes, Run
 from .purge import purge_account
 from .view import load_view
 from .writes import write_changes
@@ -50,6 +50,8 @@ class Outcome:
     events: int = 0
     duplicates: int = 0
     indexed_posts: list[str] = field(default_factory=list)
+    # The net changes of each run applied, for realtime events built before commit.
+    changes: list[Changes] = field(default_factory=list)
 
 
 def ingest_batch(session: Session, batch: dict, cannabis_tags: frozenset[str], gap_timeout: float = 300.0) -> Outcome:
@@ -99,7 +101,9 @@ def _apply(session: Session, state: IngestState, key: tuple, events: list[dict],
            outcome: Outcome) -> None:
     fresh = _first_sightings(session, events)
     outcome.duplicates += len(events) - len(fresh)
-    outcome.indexed_posts += apply_events(session, fresh, tags)
+    for changes in apply_events(session, fresh, tags):
+        outcome.indexed_posts += changes.indexed_posts
+        outcome.changes.append(changes)
     outcome.batches += 1
     outcome.events += len(fresh)
     state.conn, state.seq = key[0], key[1]
@@ -127,14 +131,14 @@ def _first_sightings(session: Session, events: list[dict]) -> list[dict]:
     return fresh
 
 
-def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> list[str]:
-    """Apply events in order; returns the URIs of newly indexed posts.
+def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> list[Changes]:
+    """Apply events in order; returns the net changes of each run (see below).
 
     Events are applied in runs: each run reads its slice of the index once, plays its events
     in memory and writes the net result. An account purge ends a run, since it touches rows
     no run has loaded.
     """
-    indexed: list[str] = []
+    applied: list[Changes] = []
     start = 0
     for i, event in enumerate(events + [None]):
         purge = event is not None and event["k"] == "account" and event.get("status") in PURGE_STATUSES
@@ -145,11 +149,11 @@ def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> 
                 for e in run_events:
                     run.apply(e)
                 write_changes(session, run.changes)
-                indexed += run.changes.indexed_posts
+                applied.append(run.changes)
             if purge:
                 purge_account(session, event["did"])
             start = i + 1
-    return indexed
+    return applied
 
 
 def _park(session: Session, key: tuple, events: list[dict]) -> None:
