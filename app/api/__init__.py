@@ -2,9 +2,9 @@
 
 from flask_openapi3 import OpenAPI
 
-from . import posts
+from . import actions, auth, feeds, posts, profiles, search
 
 
 def register_api(app: OpenAPI) -> None:
-    for module in (posts,):
+    for module in (auth, feeds, posts, profiles, search, actions):
         app.register_api(module.api)

@@ -1,0 +1,5 @@
+"""Actions endpoints of the app API."""
+
+from flask_openapi3 import APIBlueprint, Tag
+
+api = APIBlueprint("actions", __name__, url_prefix="/api", abp_tags=[Tag(name="actions")])

@@ -1,0 +1,5 @@
+"""Auth endpoints of the app API."""
+
+from flask_openapi3 import APIBlueprint, Tag
+
+api = APIBlueprint("auth", __name__, url_prefix="/api", abp_tags=[Tag(name="auth")])

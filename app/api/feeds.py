@@ -1,0 +1,5 @@
+"""Feeds endpoints of the app API."""
+
+from flask_openapi3 import APIBlueprint, Tag
+
+api = APIBlueprint("feeds", __name__, url_prefix="/api", abp_tags=[Tag(name="feeds")])

@@ -1,0 +1,5 @@
+"""Search endpoints of the app API."""
+
+from flask_openapi3 import APIBlueprint, Tag
+
+api = APIBlueprint("search", __name__, url_prefix="/api", abp_tags=[Tag(name="search")])
