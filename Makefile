@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/recovery.py
 
 clean:
 	rm -rf $(VENV) .cannect .pytest_cache
