@@ -53,6 +53,8 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     time.sleep(1.5)
     click.echo(click.style(f"""
 Cannect is running.
+  Global feed:     http://127.0.0.1:{web_port}/api/feed/global
+  API docs:        http://127.0.0.1:{web_port}/api/swagger   (OpenAPI: /api/openapi.json)
   Indexer health:  http://127.0.0.1:{web_port}/health/indexer
   Metrics:         http://127.0.0.1:{web_port}/metrics
   Status:          DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
