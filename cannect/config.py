@@ -130,6 +130,20 @@ class Settings(DatabaseSettings):
             raise ValueError("must be an http(s):// URL such as https://bsky.social")
         return value.rstrip("/")
 
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        if value:
+            from cryptography.fernet import Fernet
+
+            try:
+                for key in value.split(","):
+                    Fernet(key.strip())
+            except ValueError:
+                raise ValueError("must be urlsafe base64 of 32 bytes, comma-separated for rotation "
+                                 "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')")
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models import Profile
+from services.ingest.writes import refresh_viewer_state
 
 DID_PATTERN = re.compile(r"^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.\-:%]+)$")
 HANDLE_PATTERN = re.compile(r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
@@ -36,7 +37,17 @@ def add_member(session: Session, did: str, handle: str | None = None) -> Profile
     if handle:
         changes["handle"] = handle
     session.execute(insert(Profile).values(**values).on_conflict_do_update(index_elements=[Profile.did], set_=changes))
+    _backfill_viewer_state(session, did)
     return session.get(Profile, did)
+
+
+def _backfill_viewer_state(session: Session, did: str) -> None:
+    """A new member's likes, reposts and follows we already store become their viewer state."""
+    posts = session.execute(text("SELECT subject_uri FROM likes WHERE actor_did = :did "
+                                 "UNION SELECT subject_uri FROM reposts WHERE actor_did = :did"), {"did": did})
+    others = session.execute(text("SELECT following_did FROM follows WHERE follower_did = :did "
+                                  "UNION SELECT follower_did FROM follows WHERE following_did = :did"), {"did": did})
+    refresh_viewer_state(session, {(did, uri) for uri, in posts}, {(did, other) for other, in others})
 
 
 def remove_member(session: Session, did: str) -> bool:

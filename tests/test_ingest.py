@@ -178,3 +178,29 @@ def test_account_deletion_removes_the_account_everywhere(session):
     assert not snap["posts"] and not snap["likes"] and not snap["follows"]
     assert set(snap["profiles"]) == {member} and snap["profiles"][member]["following_count"] == 0
     assert not session.execute(text("SELECT * FROM user_post_state WHERE liked")).all()
+
+
+def test_a_new_member_sees_their_earlier_likes_and_follows(session):
+    author, fan = "did:plc:" + "e" * 24, "did:plc:" + "f" * 24
+    add_member(session, author)
+    session.commit()
+    post = {"text": "hi", "createdAt": "2026-07-04T14:00:00Z"}
+    raw = [orjson.dumps(e) for e in [
+        {"did": author, "time_us": 1, "kind": "commit", "commit": {"operation": "create", "collection":
+         "app.bsky.feed.post", "rkey": "p1", "cid": "c1", "record": post}},
+        {"did": fan, "time_us": 2, "kind": "commit", "commit": {"operation": "create", "collection":
+         "app.bsky.feed.like", "rkey": "l1", "cid": "c2", "record": {"subject": {
+             "uri": f"at://{author}/app.bsky.feed.post/p1", "cid": "c1"}, "createdAt": "2026-07-04T14:00:01Z"}}},
+        {"did": fan, "time_us": 3, "kind": "commit", "commit": {"operation": "create", "collection":
+         "app.bsky.graph.follow", "rkey": "f1", "cid": "c3", "record": {"subject": author,
+                                                                         "createdAt": "2026-07-04T14:00:02Z"}}},
+    ]]
+    _deliver(session, _batches(_parsed(raw), conn=1, size=10))
+    assert not session.execute(text("SELECT * FROM user_post_state WHERE user_did = :d"), {"d": fan}).all()
+    add_member(session, fan)  # the fan joins Cannect later
+    session.commit()
+    liked = session.execute(text("SELECT liked, like_uri FROM user_post_state WHERE user_did = :d"), {"d": fan}).one()
+    assert liked == (True, f"at://{fan}/app.bsky.feed.like/l1")
+    follows = session.execute(text("SELECT following, follow_uri FROM user_follow_state WHERE user_did = :d"),
+                              {"d": fan}).one()
+    assert follows == (True, f"at://{fan}/app.bsky.graph.follow/f1")

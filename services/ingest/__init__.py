@@ -78,6 +78,16 @@ def read_state(session: Session) -> IngestState | None:
     return session.get(IngestState, STREAM)
 
 
+def lock_index(session: Session) -> IngestState:
+    """Take the ingest lock (until the transaction ends) to apply events from outside the stream.
+
+    An app action applies the event of the record it just wrote while holding it, so that
+    action and a concurrent batch carrying the same record never both count it: whichever
+    comes second finds the URI stored and skips it.
+    """
+    return _lock_state(session)
+
+
 def _lock_state(session: Session) -> IngestState:
     session.execute(insert(IngestState).values(stream=STREAM).on_conflict_do_nothing())
     return session.execute(select(IngestState).where(IngestState.stream == STREAM).with_for_update()).scalar_one()

@@ -152,10 +152,18 @@ def _write_profiles(session: Session, c: Changes) -> None:
 
 
 def _write_viewer_state(session: Session, c: Changes) -> None:
-    if c.viewer_posts:
-        pairs = sorted(c.viewer_posts)
+    refresh_viewer_state(session, c.viewer_posts, c.viewer_follows)
+
+
+def refresh_viewer_state(session: Session, post_pairs, follow_pairs) -> None:
+    """Recompute members' own like/repost state of posts and follow state of accounts.
+
+    ``post_pairs`` are (member, post uri), ``follow_pairs`` (member, other did).
+    """
+    if post_pairs:
+        pairs = sorted(post_pairs)
         session.execute(_VIEWER_POSTS, {"users": [u for u, _ in pairs], "posts": [p for _, p in pairs]})
-    if c.viewer_follows:
-        pairs = sorted(c.viewer_follows)
+    if follow_pairs:
+        pairs = sorted(follow_pairs)
         session.execute(_VIEWER_FOLLOWS, {"users": [u for u, _ in pairs], "targets": [t for _, t in pairs]})
 
