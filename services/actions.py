@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import time
-import unicodedata
 from datetime import datetime, timezone
 
 import orjson
+import regex
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ MAX_TAG_LENGTH = 64
 LINK_FEATURE = "app.bsky.richtext.facet#link"
 LINK = re.compile(r"https?://[^\s<>\"]+")
 TRAILING_PUNCTUATION = ".,;:!?)]}'\""
+GRAPHEME = regex.compile(r"\X")
 
 
 class NotFound(Exception):
@@ -57,28 +58,8 @@ class InvalidAction(ValueError):
 # -- text ----------------------------------------------------------------------------------
 
 def grapheme_count(text: str) -> int:
-    """User-perceived characters, close to UAX #29 for the cases that matter in posts:
-    combining marks, variation selectors, skin tones, ZWJ emoji sequences, flags, CRLF.
-    The PDS remains the judge; a post it rejects comes back as a 422.
-    """
-    count, after_joiner, open_flag, previous = 0, False, False, ""
-    for char in text:
-        code = ord(char)
-        regional = 0x1F1E6 <= code <= 0x1F1FF
-        extends = (after_joiner or code == 0x200D or _extends(char, code) or (regional and open_flag)
-                   or (char == "\n" and previous == "\r"))
-        if not extends or count == 0:
-            count += 1
-        after_joiner = code == 0x200D
-        open_flag = regional and not open_flag  # regional indicators pair up into flags
-        previous = char
-    return count
-
-
-def _extends(char: str, code: int) -> bool:
-    """Combining marks, variation selectors, emoji skin tones and tag characters."""
-    return (unicodedata.category(char) in ("Mn", "Me", "Mc") or 0xFE00 <= code <= 0xFE0F
-            or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F)
+    """User-perceived characters (Unicode extended grapheme clusters, UAX #29), as the lexicon counts."""
+    return len(GRAPHEME.findall(text))
 
 
 def text_problem(text: str) -> str | None:
