@@ -18,10 +18,15 @@ import pytest
 import redis as redis_lib
 from sqlalchemy.orm import Session
 
+from cannect.config import get_settings
+from services import db
+from services import pds as pds_module
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 SAMPLES = ROOT.parent / "shared" / "jetstream-samples"
 TEMPLATE = f"cannect_template_{os.getpid()}"
+JWT_SECRET = "test-secret-" + "x" * 32
 
 
 def _with_database(url: str, name: str) -> str:
@@ -113,5 +118,41 @@ def env(db_url, redis_url):
     """Environment for child processes of the system under test."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JETSTREAM_"))}
     environ.update(DATABASE_URL=db_url, REDIS_URL=redis_url, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
-                   JWT_SECRET="test-secret-" + "x" * 32)
+                   JWT_SECRET=JWT_SECRET)
     return environ
+
+
+@pytest.fixture
+def fake_pds():
+    """A running fake PDS (a real XRPC server, tests/fakes/pds.py), stopped after the test."""
+    from fakes.pds import FakePds
+
+    with FakePds() as pds:
+        yield pds
+
+
+@pytest.fixture
+def make_api(monkeypatch, db_url, redis_url, fake_pds):
+    """Build the app (Flask test client) on the fake PDS, with extra environment if given."""
+    def build(**environ):
+        monkeypatch.setenv("DATABASE_URL", db_url)
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
+        monkeypatch.setenv("PDS_URL", fake_pds.url)
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        for cached in (get_settings, db.get_engine, db._session_factory):
+            cached.cache_clear()
+        from app import create_app
+
+        return create_app().test_client()
+
+    yield build
+    db.get_engine().dispose()
+    for cached in (get_settings, db.get_engine, db._session_factory, pds_module.pds_client):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def api(make_api):
+    return make_api()

@@ -18,7 +18,8 @@ from fakes.pds import FakePds
 from services.crypto import token_cipher
 from services.ingest import ingest_batch
 from services.jetstream import parse_event
-from test_auth import JWT_SECRET, PASSWORD, api, assert_problem, bearer, fake_pds, login, make_api, rows  # noqa: F401 (fixtures)
+from conftest import JWT_SECRET
+from test_auth import PASSWORD, assert_problem, bearer, login, rows
 
 POST, LIKE, REPOST, FOLLOW = "app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.feed.repost", "app.bsky.graph.follow"
 TAGS = frozenset(DEFAULT_CANNABIS_TAGS)

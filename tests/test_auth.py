@@ -11,40 +11,12 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from app import create_app
-from cannect.config import get_settings
-from fakes.pds import fake_pds  # noqa: F401 (fixture)
 from services import db, pds as pds_module
 from services.crypto import UnreadableToken, derive_key, token_cipher
 from services.pds import PdsClient, PdsError, PdsUnavailable
 
-JWT_SECRET = "test-secret-" + "x" * 32
+from conftest import JWT_SECRET
 PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture
-def make_api(monkeypatch, db_url, redis_url, fake_pds):
-    """Build the app (Flask test client) on the fake PDS, with extra environment if given."""
-    def build(**environ):
-        monkeypatch.setenv("DATABASE_URL", db_url)
-        monkeypatch.setenv("REDIS_URL", redis_url)
-        monkeypatch.setenv("JWT_SECRET", JWT_SECRET)
-        monkeypatch.setenv("PDS_URL", fake_pds.url)
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
-        for cached in (get_settings, db.get_engine, db._session_factory):
-            cached.cache_clear()
-        return create_app().test_client()
-
-    yield build
-    db.get_engine().dispose()
-    for cached in (get_settings, db.get_engine, db._session_factory, pds_module.pds_client):
-        cached.cache_clear()
-
-
-@pytest.fixture
-def api(make_api):
-    return make_api()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
-import pytest
 
 NSID = re.compile(r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})(\.[a-zA-Z0-9-]{1,63}){2,}$")
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
@@ -408,10 +407,3 @@ def _handler_for(pds: FakePds) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
-
-
-@pytest.fixture
-def fake_pds():
-    """A running fake PDS, stopped after the test."""
-    with FakePds() as pds:
-        yield pds
