@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from services import db, pds as pds_module
+
 from services.crypto import UnreadableToken, derive_key, token_cipher
 from services.pds import PdsClient, PdsError, PdsUnavailable
 
