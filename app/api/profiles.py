@@ -1,5 +1,109 @@
-"""Profiles endpoints of the app API."""
+"""Profiles: an account, its post tabs, its likes, its followers and follows."""
+
+from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from services import profiles
+from services.db import session_scope
+
+from ..auth import optional_viewer
+from ..errors import ApiError
+from ..extensions import settings
+from ..schemas import ERRORS, FeedResponse, PageQuery, Problem, ProfileListResponse, ProfileView
+from .feeds import PAGE_ERRORS, paging_session
 
 api = APIBlueprint("profiles", __name__, url_prefix="/api", abp_tags=[Tag(name="profiles")])
+
+#: A DID, or a handle with an optional leading @.
+ACTOR = r"^(did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}|@?[A-Za-z0-9][A-Za-z0-9.-]{0,252})$"
+
+
+class ActorPath(BaseModel):
+    actor: str = Field(pattern=ACTOR, max_length=2100, description="Handle (e.g. alice.cannect.space) or DID")
+
+
+class RecordPageQuery(PageQuery):
+    """Cursors of like and follow lists carry a record URI, which can be long with did:web."""
+
+    cursor: str | None = Field(None, max_length=4096, description="Opaque cursor from the previous page")
+
+
+class ProfileResponse(BaseModel):
+    profile: ProfileView
+
+
+def unknown_actor() -> ApiError:
+    return ApiError(404, "Not Found", "No such account in the Cannect index")
+
+
+def found(result):
+    if result is None:
+        raise unknown_actor()
+    return result
+
+
+@api.get("/profile/<actor>", responses={200: ProfileResponse, 404: Problem, **ERRORS})
+def get_profile(path: ActorPath):
+    """An account's profile, counts and the viewer's follow state."""
+    viewer = optional_viewer()
+    with session_scope() as session:
+        view = found(profiles.get_profile(session, path.actor, viewer, settings().avatar_cdn))
+    return {"profile": view}
+
+
+def _tab(actor: str, tab: str, query: PageQuery) -> dict:
+    viewer = optional_viewer()
+    with paging_session() as session:
+        posts, cursor = found(profiles.author_posts(session, actor, tab, query.limit, query.cursor, viewer,
+                                                    settings().avatar_cdn))
+    return {"posts": posts, "cursor": cursor}
+
+
+@api.get("/profile/<actor>/posts", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+def get_posts(path: ActorPath, query: PageQuery):
+    """The account's top-level posts, newest first."""
+    return _tab(path.actor, "posts", query)
+
+
+@api.get("/profile/<actor>/replies", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+def get_replies(path: ActorPath, query: PageQuery):
+    """The account's replies, newest first."""
+    return _tab(path.actor, "replies", query)
+
+
+@api.get("/profile/<actor>/media", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+def get_media(path: ActorPath, query: PageQuery):
+    """The account's posts with images or video, newest first."""
+    return _tab(path.actor, "media", query)
+
+
+@api.get("/profile/<actor>/likes", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+def get_likes(path: ActorPath, query: RecordPageQuery):
+    """Indexed posts the account liked, newest like first."""
+    viewer = optional_viewer()
+    with paging_session() as session:
+        posts, cursor = found(profiles.liked_posts(session, path.actor, query.limit, query.cursor, viewer,
+                                                   settings().avatar_cdn))
+    return {"posts": posts, "cursor": cursor}
+
+
+@api.get("/profile/<actor>/followers", responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
+def get_followers(path: ActorPath, query: RecordPageQuery):
+    """Accounts following this one (as far as the index knows), newest follow first."""
+    viewer = optional_viewer()
+    with paging_session() as session:
+        views, cursor = found(profiles.followers(session, path.actor, query.limit, query.cursor, viewer,
+                                                 settings().avatar_cdn))
+    return {"profiles": views, "cursor": cursor}
+
+
+@api.get("/profile/<actor>/following", responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
+def get_following(path: ActorPath, query: RecordPageQuery):
+    """Accounts this one follows (as far as the index knows), newest follow first."""
+    viewer = optional_viewer()
+    with paging_session() as session:
+        views, cursor = found(profiles.following(session, path.actor, query.limit, query.cursor, viewer,
+                                                 settings().avatar_cdn))
+    return {"profiles": views, "cursor": cursor}
