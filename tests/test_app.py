@@ -42,3 +42,18 @@ def test_metrics_count_requests_per_endpoint(client):
     client.get("/health")
     body = client.get("/metrics").get_data(as_text=True)
     assert 'cannect_http_request_seconds_count{endpoint="/health",method="GET"}' in body
+
+
+def test_openapi_documents_every_route_and_method(client):
+    import re
+
+    spec = client.get("/api/openapi.json").json
+    app = client.application
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.endpoint.startswith("openapi") or rule.rule.endswith(".html") \
+                or "swagger" in rule.rule:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        documented = {m.upper() for m in spec["paths"].get(path, {})}
+        assert rule.methods - {"HEAD", "OPTIONS"} <= documented, (path, rule.methods, documented)
+    assert client.get("/api/swagger").status_code == 200  # the human-readable page

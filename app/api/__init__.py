@@ -7,4 +7,15 @@ from . import actions, auth, feeds, posts, profiles, search
 
 def register_api(app: OpenAPI) -> None:
     for module in (auth, feeds, posts, profiles, search, actions):
+        _merge_shared_paths(app, module.api)
         app.register_api(module.api)
+
+
+def _merge_shared_paths(app: OpenAPI, api) -> None:
+    """Keep every method of a path two blueprints share (GET and DELETE /api/post/{uri}).
+
+    flask-openapi3 replaces a path's whole entry when a second blueprint documents it.
+    """
+    for path, item in api.paths.items():
+        if path in app.paths:
+            api.paths[path] = app.paths[path].model_copy(update=item.model_dump(exclude_unset=True))
