@@ -49,7 +49,7 @@ def init_app(app: Flask, settings) -> None:
     CORS(app, origins=list(settings.cors_origins), supports_credentials=False,
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
          allow_headers=["Authorization", "Content-Type"], max_age=600)
-    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_STRATEGY="moving-window")
+    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_STRATEGY="fixed-window")
     limiter.init_app(app)
 
 

@@ -60,15 +60,19 @@ class Post(Base):
         Date, Computed("((created_at AT TIME ZONE 'UTC'))::date", persisted=True))
 
     __table_args__ = (
-        Index("idx_posts_author", "author_did", sql("sort_at DESC"), "cid"),
-        Index("idx_posts_created", sql("sort_at DESC"), "cid"),
-        Index("idx_posts_cannabis", sql("sort_at DESC"), "cid", postgresql_where=sql("has_cannabis_hashtag")),
-        Index("idx_posts_cannect", sql("sort_at DESC"), "cid", postgresql_where=sql("is_cannect_user")),
-        Index("idx_posts_reply_parent", "reply_parent_uri", postgresql_where=sql("reply_parent_uri IS NOT NULL")),
+        # Feeds and tabs page by (sort_at, cid) descending: the indexes match that order exactly.
+        Index("idx_posts_author", "author_did", sql("sort_at DESC"), sql("cid DESC")),
+        Index("idx_posts_created", sql("sort_at DESC"), sql("cid DESC")),
+        Index("idx_posts_cannabis", sql("sort_at DESC"), sql("cid DESC"), postgresql_where=sql("has_cannabis_hashtag")),
+        Index("idx_posts_cannect", sql("sort_at DESC"), sql("cid DESC"), postgresql_where=sql("is_cannect_user")),
+        # Replies of a post, oldest first (threads, /replies); ingest finds orphans with it too.
+        Index("idx_posts_reply_parent", "reply_parent_uri", "sort_at", "cid",
+              postgresql_where=sql("reply_parent_uri IS NOT NULL")),
         # Profile tabs: top-level posts, and posts with media.
-        Index("idx_posts_author_top", "author_did", sql("sort_at DESC"), "cid",
+        Index("idx_posts_author_top", "author_did", sql("sort_at DESC"), sql("cid DESC"),
               postgresql_where=sql("reply_parent_uri IS NULL")),
-        Index("idx_posts_author_media", "author_did", sql("sort_at DESC"), "cid", postgresql_where=sql("has_media")),
+        Index("idx_posts_author_media", "author_did", sql("sort_at DESC"), sql("cid DESC"),
+              postgresql_where=sql("has_media")),
         Index("idx_posts_indexed", sql("indexed_at DESC")),
         Index("idx_posts_unprocessed", "id", postgresql_where=sql("processed_at IS NULL")),
         Index("idx_posts_date", "created_date"),

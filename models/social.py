@@ -50,6 +50,9 @@ class Follow(Base):
     __table_args__ = (
         Index("idx_follows_follower", "follower_did", "following_did"),
         Index("idx_follows_following", "following_did", "follower_did"),
+        # Followers / following lists, newest follow first.
+        Index("idx_follows_follower_recent", "follower_did", text("created_at DESC"), text("uri DESC")),
+        Index("idx_follows_following_recent", "following_did", text("created_at DESC"), text("uri DESC")),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -14,8 +15,13 @@ from cannect.config import DatabaseSettings, load_settings
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with pooling suited to threaded workers and web processes."""
-    options = dict(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    """An engine with pooling suited to threaded workers and gevent web processes.
+
+    Requests beyond the pool wait for a connection rather than open and close overflow
+    connections under load (which costs PostgreSQL a backend start each time).
+    """
+    options = dict(pool_size=int(os.environ.get("DB_POOL_SIZE", "20")), max_overflow=5, pool_timeout=10,
+                   pool_pre_ping=True, pool_recycle=1800)
     options.update(kwargs)
     return create_engine(url, **options)
 

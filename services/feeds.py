@@ -13,12 +13,10 @@ There are two statements per query (with and without a cursor) rather than one w
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.pagination import InvalidCursor, decode_cursor, page
+from services.pagination import decode_cursor, page
 from services.views import post_views
 
 GLOBAL = "SELECT uri, sort_at, cid FROM posts WHERE has_cannabis_hashtag {after}"      # idx_posts_cannabis
@@ -47,14 +45,6 @@ AFTER = "AND sort_at <= :after_sort_at AND (sort_at < :after_sort_at OR cid < :a
 AFTER_OLDEST_FIRST = "AND sort_at >= :after_sort_at AND (sort_at > :after_sort_at OR cid > :after_cid)"
 
 
-def decode_key(cursor: str) -> tuple[datetime, str]:
-    """``decode_cursor``, also refusing a key PostgreSQL cannot compare (a NUL in it)."""
-    sort_at, key = decode_cursor(cursor)
-    if "\x00" in key:
-        raise InvalidCursor("cursor is not one this API returned")
-    return sort_at, key
-
-
 def post_page(session: Session, query: str, params: dict, limit: int, cursor: str | None,
               viewer: str | None, cdn: str, oldest_first: bool = False) -> tuple[list[dict], str | None]:
     """One page of the posts ``query`` selects, hydrated, newest first (or oldest first, as
@@ -73,7 +63,7 @@ def page_keys(session: Session, query: str, params: dict, limit: int, cursor: st
     after = ""
     params = dict(params, limit=limit + 1)
     if cursor is not None:
-        params["after_sort_at"], params["after_cid"] = decode_key(cursor)
+        params["after_sort_at"], params["after_cid"] = decode_cursor(cursor)
         after = AFTER_OLDEST_FIRST if oldest_first else AFTER
     order = "sort_at, cid" if oldest_first else "sort_at DESC, cid DESC"
     return session.execute(text(f"{query.format(after=after)} ORDER BY {order} LIMIT :limit"), params).all()

@@ -27,6 +27,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, cid = raw.split(":", 1)
+        if "\x00" in cid:  # PostgreSQL text cannot hold NUL
+            raise ValueError(cid)
         return datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc), cid
     except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError, OSError):
         raise InvalidCursor("cursor is not one this API returned") from None

@@ -11,8 +11,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.feeds import decode_key, post_page
-from services.pagination import page
+from services.feeds import post_page
+from services.pagination import decode_cursor, page
 from services.views import post_views, profile_views
 
 _BY_DID = text("SELECT did FROM profiles WHERE did = :actor")
@@ -93,6 +93,6 @@ def _record_page(session: Session, query: str, did: str, limit: int, cursor: str
     """One page of like or follow records of ``did``, newest first by (created_at, uri)."""
     params = {"did": did, "limit": limit + 1}
     if cursor is not None:
-        params["after_at"], params["after_uri"] = decode_key(cursor)
+        params["after_at"], params["after_uri"] = decode_cursor(cursor)
     sql = text(query.format(after=_AFTER if cursor is not None else ""))
     return page(session.execute(sql, params).all(), limit, lambda row: (row.created_at, row.uri))

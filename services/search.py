@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.feeds import decode_key, hydrate_page, page_keys
-from services.pagination import InvalidCursor
+from services.feeds import hydrate_page, page_keys
+from services.pagination import InvalidCursor, decode_cursor
 from services.views import profile_views
 
 #: ``OFFSET 0`` plans the matches on their own, so from the GIN index (and idx_posts_created for
@@ -54,7 +54,7 @@ _AFTER = "AND (followers_count < :after_count OR (followers_count = :after_count
 
 def search_posts(session: Session, q: str, limit: int, cursor: str | None,
                  viewer: str | None, cdn: str) -> tuple[list[dict], str | None]:
-    start = decode_key(cursor)[0] if cursor is not None else datetime.now(UTC)
+    start = decode_cursor(cursor)[0] if cursor is not None else datetime.now(UTC)
     for window in WINDOWS:
         since = _earlier(start, window)
         if since is None:

@@ -14,13 +14,13 @@ from services.views import post_views
 from ..auth import optional_viewer
 from ..errors import ApiError
 from ..extensions import settings
-from ..schemas import ERRORS, FeedResponse, PageQuery, PostResponse, PostUriPath, PostView, Problem
+from ..schemas import ERRORS, FeedResponse, PageQuery, PostResponse, PostUriPath, PostView, Problem, QueryModel
 from .feeds import PAGE_ERRORS, paging_session
 
 api = APIBlueprint("posts", __name__, url_prefix="/api", abp_tags=[Tag(name="posts")])
 
 
-class ThreadQuery(BaseModel):
+class ThreadQuery(QueryModel):
     """Defaults are the AppView's. The maxima are lower than its lexicon's 1000: every level
     is a level of JSON nesting, and deeper documents break common decoders (Python's json
     near 1000 levels, orjson at 255) long before a screen could show them."""

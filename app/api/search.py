@@ -11,13 +11,13 @@ from services import search
 
 from ..auth import optional_viewer
 from ..extensions import settings
-from ..schemas import PostView, ProfileView
+from ..schemas import PostView, ProfileView, QueryModel
 from .feeds import PAGE_ERRORS, paging_session
 
 api = APIBlueprint("search", __name__, url_prefix="/api", abp_tags=[Tag(name="search")])
 
 
-class SearchQuery(BaseModel):
+class SearchQuery(QueryModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     q: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
