@@ -18,4 +18,5 @@ def _merge_shared_paths(app: OpenAPI, api) -> None:
     """
     for path, item in api.paths.items():
         if path in app.paths:
-            api.paths[path] = app.paths[path].model_copy(update=item.model_dump(exclude_unset=True))
+            api.paths[path] = app.paths[path].model_copy(
+                update={name: getattr(item, name) for name in item.model_fields_set})
