@@ -16,7 +16,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or get_settings()
     if not settings.jwt_secret:
         raise ConfigError("Invalid configuration:\n  JWT_SECRET: is not set (the web process signs sessions with it)")
-    from . import errors, extensions, health, metrics
+    from . import errors, extensions, health, metrics, ws
     from .api import register_api
 
     app = OpenAPI(
@@ -35,5 +35,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     errors.init_app(app)
     metrics.init_app(app)
     app.register_api(health.api)
+    ws.init_app(app, settings)
     register_api(app)
     return app

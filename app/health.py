@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from services.db import session_scope
@@ -44,3 +44,9 @@ def health_indexer():
     healthy = lag is not None and lag < MAX_INDEXER_LAG_SECONDS
     report["status"] = "ok" if healthy else "lagging" if lag is not None else "not started"
     return jsonify(report), 200 if healthy else 503
+
+
+@api.get("/ws")
+def health_ws():
+    """This process's sockets and its realtime stream reader."""
+    return jsonify(current_app.extensions["realtime"].stats())

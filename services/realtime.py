@@ -1,0 +1,227 @@
+"""Realtime events: built from committed changes, carried to the web processes by a Redis Stream.
+
+A producer (the ingest actor, an action endpoint) calls :func:`collect_events` inside its
+transaction, so the counts it reads are the ones it commits, and :func:`publish` after the
+commit, so nothing is announced for a transaction that rolled back. Every web process reads
+the stream once and fans each event out to its own sockets by the event's routing key
+(``app/realtime.py``). The stream keeps the last ``STREAM_MAXLEN`` events, so a client that
+reconnects can ask for what it missed since the last event id it saw (:func:`history`).
+
+Events (each gets its stream id as ``id``; routing key in brackets):
+
+- ``post_updated {post: {uri, likeCount, repostCount, replyCount}}`` [the post]
+- ``reply_added {parentUri, reply: PostView}`` [the parent]
+- ``post_deleted {uri}`` [the post]
+- ``profile_updated {profile: ProfileView}`` [the member's own sockets]
+- ``notification {recipient, notification}`` [the recipient's own sockets]
+
+Views are rendered as an anonymous viewer sees them (their ``viewer`` state is empty): one
+event serves every socket.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+import orjson
+from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from services.ingest.changes import Changes
+from services.views import post_views, profile_views
+
+STREAM = "cannect:realtime"
+#: Events kept for reconnecting clients (trimmed approximately, by whole stream nodes).
+STREAM_MAXLEN = 50_000
+#: A reconnecting client further behind than this many events (network-wide) must refetch.
+REPLAY_LIMIT = 5_000
+
+_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+_COUNTS = text("SELECT uri, like_count, repost_count, reply_count FROM posts WHERE uri = ANY(:uris)")
+_MEMBERS = text("SELECT did FROM profiles WHERE did = ANY(:dids) AND is_cannect_user ORDER BY did")
+
+
+# -- producing ------------------------------------------------------------------------------
+
+def collect_events(session: Session, changes_list: list[Changes], avatar_cdn: str | None = None) -> list[dict]:
+    """The events the net effect of these runs deserves, read in the caller's transaction.
+
+    Call it after the writes and before the commit; publish the result after the commit.
+    """
+    deleted: set[str] = set()
+    new_posts: dict[str, str | None] = {}   # newly indexed post -> its parent
+    post_deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    profile_deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    profiles_changed: set[str] = set()
+    for changes in changes_list:
+        for uri in changes.deleted_posts:
+            deleted.add(uri)
+            new_posts.pop(uri, None)
+        for uri in changes.indexed_posts:
+            deleted.discard(uri)
+            row = changes.post_rows.get(uri)
+            new_posts[uri] = row.get("reply_parent_uri") if row else None
+        _add_deltas(post_deltas, changes.post_deltas)
+        _add_deltas(profile_deltas, changes.profile_deltas)
+        profiles_changed.update(changes.profile_records, changes.handles)
+    updated = {uri for uri, delta in post_deltas.items() if any(delta)}
+    profiles_changed.update(did for did, delta in profile_deltas.items() if any(delta))
+
+    lookup = updated | deleted | set(new_posts) | {parent for parent in new_posts.values() if parent}
+    counts = {row.uri: row for row in session.execute(_COUNTS, {"uris": sorted(lookup)})} if lookup else {}
+
+    events: list[dict] = [{"type": "post_deleted", "uri": uri} for uri in sorted(deleted) if uri not in counts]
+    replies = [uri for uri, parent in new_posts.items() if uri in counts and parent in counts]
+    cdn = avatar_cdn or _default_cdn()
+    events += [{"type": "reply_added", "parentUri": new_posts[view["uri"]], "reply": view}
+               for view in post_views(session, replies, None, cdn)]
+    events += [{"type": "post_updated", "post": {"uri": uri, "likeCount": counts[uri].like_count,
+                                                  "repostCount": counts[uri].repost_count,
+                                                  "replyCount": counts[uri].reply_count}}
+               for uri in sorted(updated) if uri in counts]
+    # Only members have signed-in sockets, so only their profiles are worth announcing.
+    members = list(session.execute(_MEMBERS, {"dids": list(profiles_changed)}).scalars()) if profiles_changed else []
+    events += [{"type": "profile_updated", "profile": view} for view in profile_views(session, members, None, cdn)]
+    return events
+
+
+def notification_event(recipient: str, notification: dict) -> dict:
+    """The event that delivers a notification view to its recipient's sockets."""
+    return {"type": "notification", "recipient": recipient, "notification": notification}
+
+
+def _add_deltas(total: dict[str, list[int]], deltas: dict[str, list[int]]) -> None:
+    for key, delta in deltas.items():
+        into = total[key]
+        for i, step in enumerate(delta):
+            into[i] += step
+
+
+def _default_cdn() -> str:
+    from cannect.config import get_settings
+
+    return get_settings().avatar_cdn
+
+
+def post_key(uri: str) -> str:
+    return f"post:{uri}"
+
+
+def did_key(did: str) -> str:
+    return f"did:{did}"
+
+
+def event_key(event: dict) -> str:
+    """Who an event is for: the sockets subscribed to a post, or a member's own sockets."""
+    kind = event["type"]
+    if kind == "post_updated":
+        return post_key(event["post"]["uri"])
+    if kind == "reply_added":
+        return post_key(event["parentUri"])
+    if kind == "post_deleted":
+        return post_key(event["uri"])
+    if kind == "profile_updated":
+        return did_key(event["profile"]["did"])
+    if kind == "notification":
+        return did_key(event["recipient"])
+    raise ValueError(f"unknown realtime event type {kind!r}")
+
+
+def publish(redis: Redis, events: list[dict], maxlen: int = STREAM_MAXLEN) -> list[dict]:
+    """Append the events to the stream in one round trip (call it after the commit).
+
+    Sets each event's ``id`` to its stream id and returns the events. Raises on Redis errors:
+    the caller decides (after a commit, retrying the transaction cannot help).
+    """
+    if not events:
+        return events
+    pipe = redis.pipeline()
+    for event in events:
+        body = {name: value for name, value in event.items() if name != "id"}
+        pipe.xadd(STREAM, {"k": event_key(event), "t": event["type"], "e": orjson.dumps(body)},
+                  maxlen=maxlen, approximate=True)
+    for event, entry_id in zip(events, pipe.execute()):
+        event["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return events
+
+
+# -- consuming ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream entry as the sockets get it: the JSON text is built once per process."""
+
+    id: tuple[int, int]
+    key: str
+    type: str
+    text: str
+
+
+def parse_id(value) -> tuple[int, int] | None:
+    """A stream id as a comparable tuple, None when it is not one."""
+    match = _ID.match(value) if isinstance(value, str) else None
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def format_id(entry_id: tuple[int, int]) -> str:
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+def _delivery(entry_id: bytes, fields: dict) -> Delivery:
+    ident = entry_id.decode()
+    body = fields[b"e"]
+    # The id goes first: '{"id":"...",' + the stored object without its opening brace.
+    text_ = '{"id":"' + ident + '",' + body[1:].decode()
+    ms, _, seq = ident.partition("-")
+    return Delivery((int(ms), int(seq)), fields[b"k"].decode(), fields[b"t"].decode(), text_)
+
+
+def last_id(redis: Redis) -> tuple[int, int]:
+    """The id of the newest event, (0, 0) when the stream is empty: where a new reader starts."""
+    newest = redis.xrevrange(STREAM, count=1)
+    return parse_id(newest[0][0].decode()) if newest else (0, 0)
+
+
+def read_new(redis: Redis, after: tuple[int, int], block_ms: int, count: int) -> list[Delivery]:
+    """Events after ``after``, waiting up to ``block_ms`` for the first one."""
+    reply = redis.xread({STREAM: format_id(after)}, count=count, block=block_ms)
+    return [_delivery(entry_id, fields) for _, entries in reply or () for entry_id, fields in entries]
+
+
+def oldest_id(redis: Redis) -> tuple[int, int] | None:
+    oldest = redis.xrange(STREAM, count=1)
+    return parse_id(oldest[0][0].decode()) if oldest else None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The events a reconnecting client missed, and the stream position they were read up to."""
+
+    deliveries: list[Delivery]
+    until: tuple[int, int]
+
+
+def history(redis: Redis, since: tuple[int, int], keys: Iterable[str], limit: int = REPLAY_LIMIT) -> Replay | None:
+    """Events after ``since`` for these routing keys; None when they can no longer be told.
+
+    None means the client must refetch: the history was trimmed past ``since`` (or lost with
+    Redis), or more than ``limit`` events happened since then.
+    """
+    pipe = redis.pipeline()  # MULTI: the bounds and the range are one snapshot
+    pipe.xrange(STREAM, count=1)
+    pipe.xrevrange(STREAM, count=1)
+    pipe.xrange(STREAM, min="(" + format_id(since), count=limit + 1)
+    oldest, newest, entries = pipe.execute()
+    if not oldest or parse_id(oldest[0][0].decode()) > since or len(entries) > limit:
+        return None
+    newest_id = parse_id(newest[0][0].decode())
+    if since > newest_id:  # an id this stream never issued: it was reset
+        return None
+    wanted = set(keys)
+    deliveries = [_delivery(entry_id, fields) for entry_id, fields in entries if fields[b"k"].decode() in wanted]
+    return Replay(deliveries, newest_id)
