@@ -43,13 +43,18 @@ limiter = Limiter(key_func=client_ip, headers_enabled=True, key_prefix="cannect"
 
 
 def init_app(app: Flask, settings) -> None:
-    app.extensions["redis"] = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    # One bounded pool per process that waits for a free connection: under gevent a worker can
+    # have far more requests in flight than redis-py's default pool lets open (it raises).
+    pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=50, timeout=5,
+                                                 socket_timeout=5)
+    app.extensions["redis"] = redis.Redis(connection_pool=pool)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
     CORS(app, origins=list(settings.cors_origins), supports_credentials=False,
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
          allow_headers=["Authorization", "Content-Type"], max_age=600)
-    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_STRATEGY="fixed-window")
+    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_STRATEGY="fixed-window",
+                      RATELIMIT_STORAGE_OPTIONS={"connection_pool": pool})
     limiter.init_app(app)
 
 

@@ -29,8 +29,18 @@ from models import Post, UserFollowState, UserPostState
 from services.auth import Member, PdsAccount, open_account
 from services.ingest import apply_events, lock_index
 from services.ingest.changes import Changes
-from services.jetstream import FOLLOW, INLINE_TAG, LIKE, POST, REPOST, TAG_FEATURE, Skip, parse_event
+from services.jetstream import (
+    FOLLOW,
+    INLINE_TAG,
+    LIKE,
+    POST,
+    REPOST,
+    TAG_FEATURE,
+    Skip,
+    parse_event,
+)
 from services.pds import PdsError
+from services.realtime import collect_events
 from services.views import post_views, profile_views
 
 #: The post lexicon's limits (app.bsky.feed.post#text): UTF-8 bytes and graphemes.
@@ -41,6 +51,10 @@ LINK_FEATURE = "app.bsky.richtext.facet#link"
 LINK = re.compile(r"https?://[^\s<>\"]+")
 TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 GRAPHEME = regex.compile(r"\X")
+
+
+#: Where an action leaves the live updates to publish after its commit (session.info key).
+REALTIME_EVENTS = "realtime_events"
 
 
 class NotFound(Exception):
@@ -218,13 +232,19 @@ def _delete(session: Session, settings, account: PdsAccount, collection: str, ur
 
 
 def _index(session: Session, settings, did: str, commit: dict) -> list[Changes]:
-    """Apply the Jetstream v1 event of a commit we just made, as ingest would; its net changes."""
+    """Apply the Jetstream v1 event of a commit we just made, as ingest would; its net changes.
+
+    The live updates it causes are kept in ``session.info["realtime_events"]``: the caller
+    publishes them once the transaction has committed (``services.realtime.publish``).
+    """
     frame = {"did": did, "time_us": time.time_ns() // 1000, "kind": "commit", "commit": commit}
     event = parse_event(orjson.dumps(frame))
     if isinstance(event, Skip):
         raise ValueError(f"the event of our own {commit['collection']} commit does not parse: {event.reason}")
     lock_index(session)
-    return apply_events(session, [event], frozenset(settings.cannabis_tags))
+    changes = apply_events(session, [event], frozenset(settings.cannabis_tags))
+    session.info.setdefault(REALTIME_EVENTS, []).extend(collect_events(session, changes, settings.avatar_cdn))
+    return changes
 
 
 def _indexed_post(session: Session, uri: str):

@@ -21,18 +21,21 @@ event serves every socket.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
 import orjson
-from redis import Redis
+from redis import Redis, RedisError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.ingest.changes import Changes
 from services.views import post_views, profile_views
+
+log = logging.getLogger(__name__)
 
 STREAM = "cannect:realtime"
 #: Events kept for reconnecting clients (trimmed approximately, by whole stream nodes).
@@ -148,6 +151,20 @@ def publish(redis: Redis, events: list[dict], maxlen: int = STREAM_MAXLEN) -> li
     for event, entry_id in zip(events, pipe.execute()):
         event["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return events
+
+
+def try_publish(redis: Redis, events: list[dict]) -> bool:
+    """``publish`` after a commit that already happened: a Redis failure is logged, not raised.
+
+    The change itself is committed; the clients that miss its live update refetch when they
+    reconnect (``resync``).
+    """
+    try:
+        publish(redis, events)
+        return True
+    except RedisError:
+        log.warning("realtime: %d events not published", len(events), exc_info=True)
+        return False
 
 
 # -- consuming ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import redis
 from cannect.config import get_settings
 from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
-from services.realtime import collect_events, publish
+from services.realtime import collect_events, try_publish
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,6 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
 
 
-def _publish(events: list[dict]) -> None:
-    try:
-        publish(_redis(), events)
-    except redis.RedisError:
-        log.warning("realtime: %d events not published", len(events), exc_info=True)
-
-
 @dramatiq.actor(queue_name="ingest", actor_name="ingest.apply_batch", max_retries=500,
                 min_backoff=250, max_backoff=60_000, time_limit=10 * 60_000)
 def apply_batch(batch: dict) -> None:
@@ -54,7 +47,7 @@ def apply_batch(batch: dict) -> None:
             outcome = ingest_batch(session, batch, frozenset(settings.cannabis_tags),
                                    settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
-        _publish(events)
+        try_publish(_redis(), events)
     log.log(logging.DEBUG if outcome.verdict == "apply" else logging.INFO,
             "ingest %s/%s: %s (%d batches, %d events, %d duplicates, %d posts indexed)",
             batch["conn"], batch["seq"], outcome.verdict, outcome.batches, outcome.events,
@@ -69,6 +62,6 @@ def drain() -> None:
         with session_scope() as session:
             outcome = drain_parked(session, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
-        _publish(events)
+        try_publish(_redis(), events)
     if outcome.batches:
         log.warning("ingest: drained %d parked batches (%d events)", outcome.batches, outcome.events)

@@ -458,3 +458,22 @@ def test_openapi_documents_the_actions(api):
                  "/api/follow", "/api/unfollow"):
         assert "post" in paths[path] and paths[path]["post"]["security"] == [{"bearer": []}]
     assert "delete" in paths["/api/post/{uri}"]
+
+
+def test_an_action_publishes_its_live_update_after_commit(api, alice, session, redis_url):
+    """A like through the API reaches the realtime stream with the new count."""
+    import orjson
+    import redis as redis_lib
+
+    from services.realtime import STREAM
+
+    token = login(api, "alice.test").json["accessToken"]
+    created = api.post("/api/post", json={"text": "first #weed post"}, headers=bearer(token))
+    assert created.status_code == 201, created.json
+    uri = created.json["uri"]
+    stream = redis_lib.Redis.from_url(redis_url)
+    before = stream.xlen(STREAM)
+    assert api.post("/api/like", json={"uri": uri}, headers=bearer(token)).status_code == 200
+    events = [orjson.loads(fields[b"e"]) for _, fields in stream.xrange(STREAM)[before:]]
+    assert {"type": "post_updated", "post": {"uri": uri, "likeCount": 1, "repostCount": 0, "replyCount": 0}} in [
+        {k: v for k, v in e.items() if k in ("type", "post")} for e in events]

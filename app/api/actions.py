@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services import actions
 from services.db import session_scope
 from services.jetstream import POST, uri_collection
+from services.realtime import try_publish
 
 from ..auth import BEARER
 from ..errors import ApiError
-from ..extensions import settings
+from ..extensions import get_redis, settings
 from ..schemas import AT_URI, DID, ERRORS, PostUriPath, PostView, Problem, ProfileView
 from .auth import current_member, pds_problems
 
@@ -124,7 +125,10 @@ def _act(action, *args):
     """Run one action for the signed-in member in one transaction."""
     member = current_member()
     with action_problems(), session_scope() as session:
-        return action(session, settings(), member, *args)
+        result = action(session, settings(), member, *args)
+        events = session.info.get(actions.REALTIME_EVENTS, [])
+    try_publish(get_redis(), events)  # only after the commit, so nobody hears of a rolled-back change
+    return result
 
 
 @api.post("/post", security=BEARER, responses={201: CreatedPostResponse, **WRITE_ERRORS})
