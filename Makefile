@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/recovery.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/ws.py
 
 clean:
 	rm -rf $(VENV) .cannect .pytest_cache
