@@ -42,8 +42,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
+from harness import Web  # noqa: E402
 
-from cannect.embedded import ensure_services, free_port  # noqa: E402
+from cannect.embedded import ensure_services  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
 WORDS = ("soil light water grow seed tent harvest cure trim strain terpene flower leaf root clone "
@@ -375,37 +376,6 @@ async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, 
 
 # --------------------------------------------------------------------------- processes
 
-def start_web(env: dict, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "app:create_app()"],
-        env={**env, "PORT": str(port)}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/db", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("gunicorn did not answer in 60 s:\n" + log.read_text()[-3000:])
-
-
-def stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def worker_description(env: dict) -> str:
     """The worker model gunicorn runs with, read from the same config module."""
     code = ("import cannect.gunicorn_conf as c; print(getattr(c, 'worker_class', 'sync'), getattr(c, 'workers', 1), "
@@ -458,6 +428,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JETSTREAM_",))}
         env.update(DATABASE_URL=url, JWT_SECRET=SECRET, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
                    RATE_LIMIT_IP="100000000/minute", RATE_LIMIT_USER="100000000/minute")
+        env.setdefault("WEB_CONCURRENCY", "2")
         targets = pick_targets(url, viewer)
         from services.tokens import issue_access_token
         token = issue_access_token(targets["viewer"], str(uuid.uuid4()), SECRET, 3600)
@@ -466,17 +437,17 @@ def main() -> None:
         if args.explain:
             explain(url, recordings)
 
-        port = free_port()
         api, alone = {}, {}
         with tempfile.TemporaryDirectory() as logs:
-            web = start_web(env, port, Path(logs) / "web.log")
+            web = Web(env, Path(logs) / "web.log")
+            port = web.port
             for label, urls, signed_in in plan:
                 headers = {"Authorization": f"Bearer {token}"} if signed_in else {}
                 base = f"http://127.0.0.1:{port}"
                 alone[label] = asyncio.run(load_api(base, urls, headers, 1, min(args.seconds, 3.0)))
                 api[label] = asyncio.run(load_api(base, urls, headers, args.clients, args.seconds))
                 print(f"  measured {label} through the API", flush=True)
-            stop(web)  # its pooled connections would count against max_connections below
+            web.stop()  # its pooled connections would count against max_connections below
             web = None
         rows = []
         for label, _, _ in plan:
@@ -486,7 +457,7 @@ def main() -> None:
         report(args, facts, worker_description(env), rows)
     finally:
         if web is not None:
-            stop(web)
+            web.stop()
         if args.keep or args.reuse:
             print(f"database kept: {url}")
         else:

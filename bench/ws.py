@@ -26,14 +26,13 @@ import os
 import resource
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 import redis  # noqa: E402
@@ -42,7 +41,8 @@ from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.http11 import Response  # noqa: E402
 from websockets.uri import parse_uri  # noqa: E402
 
-from cannect.embedded import ensure_services, free_port  # noqa: E402
+from cannect.embedded import ensure_services  # noqa: E402
+from harness import Web  # noqa: E402
 from services.realtime import publish  # noqa: E402
 
 
@@ -67,24 +67,6 @@ def children(pid: int) -> list[int]:
 def raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def start_web(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "app:create_app()"],
-        cwd=ROOT, env=dict(env, PORT=str(port)), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, f"127.0.0.1:{port}"
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
 
 
 # -- client processes ----------------------------------------------------------------------
@@ -186,7 +168,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between events")
     parser.add_argument("--uris", type=int, default=20, help="post URIs every socket subscribes to")
-    parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY (default: the config's)")
+    parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY (default 2, as deployed)")
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding the client sockets")
     args = parser.parse_args()
 
@@ -194,13 +176,13 @@ def main() -> None:
     ensure_services(ROOT / ".cannect" / "bench")
     env = dict(os.environ, LOG_LEVEL="WARNING", RATE_LIMIT_IP="1000000/minute")
     env.setdefault("JWT_SECRET", "bench-secret-" + "x" * 32)
-    if args.workers:
-        env["WEB_CONCURRENCY"] = str(args.workers)
+    env["WEB_CONCURRENCY"] = str(args.workers or 2)
     stream = redis.Redis.from_url(env["REDIS_URL"])
     uris = [f"at://did:plc:{'b' * 24}/app.bsky.feed.post/3kbench{i:06d}" for i in range(args.uris)]
 
     with tempfile.TemporaryDirectory() as logs:
-        web, host = start_web(env, Path(logs) / "web.log")
+        server = Web(env, Path(logs) / "web.log")
+        web, host = server.proc, f"127.0.0.1:{server.port}"
         try:
             time.sleep(1.0)
             workers = children(web.pid)

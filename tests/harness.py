@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 
 from cannect.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 from services.jetstream import Skip, parse_event
 
 
@@ -105,3 +108,40 @@ class System:
             time.sleep(0.2)
         raise AssertionError(f"not applied up to {time_us} in {timeout}s (at {self.applied()})\n"
                              + "\n".join(f"--- {n}\n{self.log(n)}" for n in ("listener", "worker", "replay")))
+
+
+class Web:
+    """A real gunicorn web process (the Procfile's command) on a free port, stopped by ``stop()``."""
+
+    def __init__(self, env: dict, log_path: Path, **settings: str):
+        self.port = free_port()
+        self.env = dict(env, PORT=str(self.port), **settings)
+        self.env.setdefault("WEB_CONCURRENCY", "1")  # one process: every socket sees every event
+        self.log_path = log_path
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "app:create_app()"],
+            cwd=ROOT, env=self.env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gunicorn exited:\n" + self.log())
+            try:
+                if httpx.get(self.http + "/health/db", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start:\n" + self.log())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +20,9 @@ import orjson
 import pytest
 import redis as redis_lib
 import websocket
+from harness import System, Web
 
 from cannect.config import DEFAULT_CANNABIS_TAGS
-from cannect.embedded import free_port
-from harness import System
 from services.ingest import ingest_batch
 from services.jetstream import parse_event
 from services.members import add_member
@@ -40,42 +35,6 @@ CDN = "https://cdn.example/img"
 MEMBER = "did:plc:" + "m" * 24
 OTHER = "did:plc:" + "o" * 24
 FAN = "did:plc:" + "f" * 24
-
-
-# -- the web process -----------------------------------------------------------------------
-
-class Web:
-    def __init__(self, env: dict, log_path: Path, **settings: str):
-        self.port = free_port()
-        self.env = dict(env, PORT=str(self.port), WEB_CONCURRENCY="1", **settings)
-        self.log_path = log_path
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "app:create_app()"],
-            cwd=ROOT, env=self.env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gunicorn exited:\n" + self.log())
-            try:
-                if httpx.get(self.http + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start:\n" + self.log())
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @pytest.fixture
