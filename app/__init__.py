@@ -10,6 +10,8 @@ from flask_openapi3 import Info, OpenAPI
 from cannect.config import ConfigError, Settings, get_settings
 from cannect.logs import configure_logging
 
+from .jsonio import OrjsonProvider
+
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
     configure_logging()
@@ -29,7 +31,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.url_map.merge_slashes = False  # post URIs (at://...) travel in paths
     app.config["SETTINGS"] = settings
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
 
     extensions.init_app(app, settings)
     errors.init_app(app)
