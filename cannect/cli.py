@@ -7,6 +7,7 @@ Configuration comes from the environment (see ``cannect/config.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -18,8 +19,6 @@ from .config import ConfigError, DatabaseSettings, get_settings, load_settings
 
 def _fail_on_config_error(func):
     """Print a bad environment variable's message and exit 2, without a traceback."""
-    import functools
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:

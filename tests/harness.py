@@ -17,6 +17,7 @@ from cannect.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 from services.jetstream import Skip, parse_event
+from services.status import queue_depths
 
 
 def last_kept_time_us(capture: Path) -> int:
@@ -94,8 +95,7 @@ class System:
         return row or (0, 0)
 
     def queue_empty(self) -> bool:
-        r = redis.Redis.from_url(self.redis_url)
-        return r.hlen("dramatiq:ingest.msgs") + r.hlen("dramatiq:ingest.DQ.msgs") == 0
+        return queue_depths(redis.Redis.from_url(self.redis_url))["ingest"]["pending"] == 0
 
     def wait_until_applied(self, time_us: int, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -61,6 +61,23 @@ def _parsed(lines):
     return [e for e in map(parse_event, lines) if not isinstance(e, Skip)]
 
 
+def _commit(did: str, time_us: int, collection: str, rkey: str, record: dict) -> bytes:
+    """One Jetstream v1 create event, as the wire carries it."""
+    return orjson.dumps({"did": did, "time_us": time_us, "kind": "commit", "commit": {
+        "operation": "create", "collection": collection, "rkey": rkey, "cid": f"cid-{rkey}", "record": record}})
+
+
+def _post_liked_and_author_followed(author: str, fan: str, text: str) -> list[bytes]:
+    """``author`` posts p1; ``fan`` likes it (l1) and follows the author (f1)."""
+    post_uri = f"at://{author}/app.bsky.feed.post/p1"
+    return [
+        _commit(author, 1, "app.bsky.feed.post", "p1", {"text": text, "createdAt": "2026-07-04T14:00:00Z"}),
+        _commit(fan, 2, "app.bsky.feed.like", "l1", {"subject": {"uri": post_uri, "cid": "cid-p1"},
+                                                      "createdAt": "2026-07-04T14:00:01Z"}),
+        _commit(fan, 3, "app.bsky.graph.follow", "f1", {"subject": author, "createdAt": "2026-07-04T14:00:02Z"}),
+    ]
+
+
 def test_real_samples_parse_without_errors():
     for path in SAMPLES.glob("*.jsonl"):
         results = [parse_event(line) for line in path.read_bytes().splitlines()]
@@ -158,21 +175,10 @@ def test_account_deletion_removes_the_account_everywhere(session):
     member, other = "did:plc:" + "a" * 24, "did:plc:" + "b" * 24
     add_member(session, member, "m.cannect.space")
     session.commit()
-    post = {"$type": "app.bsky.feed.post", "text": "hello #weed", "createdAt": "2026-07-04T14:00:00Z"}
-    lines = [
-        {"did": other, "time_us": 1, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.feed.post", "rkey": "p1", "cid": "c1", "record": post}},
-        {"did": member, "time_us": 2, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.feed.like", "rkey": "l1", "cid": "c2", "record": {"subject": {
-             "uri": f"at://{other}/app.bsky.feed.post/p1", "cid": "c1"}, "createdAt": "2026-07-04T14:00:01Z"}}},
-        {"did": member, "time_us": 3, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.graph.follow", "rkey": "f1", "cid": "c3", "record": {"subject": other,
-                                                                         "createdAt": "2026-07-04T14:00:02Z"}}},
+    raw = _post_liked_and_author_followed(author=other, fan=member, text="hello #weed") + [orjson.dumps(
         {"did": other, "time_us": 4, "kind": "account", "account": {"active": False, "did": other, "seq": 9,
                                                                      "time": "2026-07-04T14:00:03Z",
-                                                                     "status": "deleted"}},
-    ]
-    raw = [orjson.dumps(line) for line in lines]
+                                                                     "status": "deleted"}})]
     _deliver(session, _batches(_parsed(raw), conn=1, size=10))
     snap = db_snapshot(session)
     assert not snap["posts"] and not snap["likes"] and not snap["follows"]
@@ -184,17 +190,7 @@ def test_a_new_member_sees_their_earlier_likes_and_follows(session):
     author, fan = "did:plc:" + "e" * 24, "did:plc:" + "f" * 24
     add_member(session, author)
     session.commit()
-    post = {"text": "hi", "createdAt": "2026-07-04T14:00:00Z"}
-    raw = [orjson.dumps(e) for e in [
-        {"did": author, "time_us": 1, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.feed.post", "rkey": "p1", "cid": "c1", "record": post}},
-        {"did": fan, "time_us": 2, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.feed.like", "rkey": "l1", "cid": "c2", "record": {"subject": {
-             "uri": f"at://{author}/app.bsky.feed.post/p1", "cid": "c1"}, "createdAt": "2026-07-04T14:00:01Z"}}},
-        {"did": fan, "time_us": 3, "kind": "commit", "commit": {"operation": "create", "collection":
-         "app.bsky.graph.follow", "rkey": "f1", "cid": "c3", "record": {"subject": author,
-                                                                         "createdAt": "2026-07-04T14:00:02Z"}}},
-    ]]
+    raw = _post_liked_and_author_followed(author=author, fan=fan, text="hi")
     _deliver(session, _batches(_parsed(raw), conn=1, size=10))
     assert not session.execute(text("SELECT * FROM user_post_state WHERE user_did = :d"), {"d": fan}).all()
     add_member(session, fan)  # the fan joins Cannect later
