@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-AT_URI = r"^at://did:[a-z]+:[A-Za-z0-9._:%-]+/[a-zA-Z0-9.]+/[A-Za-z0-9._~:-]{1,512}$"
-DID = r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}$"
+from services.atproto_syntax import at_uri_parts, require_did, require_handle
+
+
+def _require_record_uri(value: str) -> str:
+    """The AT-URI of one record (``at://did/collection/rkey``), not of a repo or a collection."""
+    parts = at_uri_parts(value)
+    if parts is None or not parts[0].startswith("did:"):
+        raise ValueError("not the AT-URI of a record (at://did/collection/rkey)")
+    return value
+
+
+#: Identifiers in requests, checked by the atproto SDK's syntax rules (services.atproto_syntax);
+#: the OpenAPI document names their format.
+AtUri = Annotated[str, Field(max_length=8192, json_schema_extra={"format": "at-uri"}),
+                  AfterValidator(_require_record_uri)]
+Did = Annotated[str, Field(max_length=2048, json_schema_extra={"format": "did"}), AfterValidator(require_did)]
+
+
+def _require_actor(value: str) -> str:
+    """A DID, or a handle with an optional leading ``@``."""
+    return require_did(value) if value.startswith("did:") else require_handle(value.removeprefix("@"))
+
+
+Actor = Annotated[str, Field(max_length=2048, json_schema_extra={"format": "at-identifier"}),
+                  AfterValidator(_require_actor)]
 
 
 class Problem(BaseModel):
@@ -47,7 +70,7 @@ class PageQuery(QueryModel):
 
 
 class PostUriPath(BaseModel):
-    uri: str = Field(pattern=AT_URI, max_length=2048, description="AT-URI of a post (URL-encoded or not)")
+    uri: AtUri = Field(description="AT-URI of a post, at://did/app.bsky.feed.post/rkey (URL-encoded or not)")
 
 
 class Author(BaseModel):
@@ -114,5 +137,8 @@ class ProfileListResponse(BaseModel):
     cursor: str | None
 
 
-#: Error responses most endpoints can give, for the OpenAPI document.
-ERRORS = {422: Problem, 429: Problem}
+#: Error responses most endpoints can give, for the OpenAPI document (401: a token was sent and
+#: is not valid, or the endpoint needs one; it is checked before the input, so never a 422 first).
+ERRORS = {401: Problem, 422: Problem, 429: Problem}
+#: ... and those of endpoints that take a JSON body (413: larger than MAX_REQUEST_BYTES).
+BODY_ERRORS = {413: Problem, **ERRORS}

@@ -20,7 +20,10 @@ The server loads a JSON Lines capture (one Jetstream event per line) once and se
 - ``compress=true`` is refused (HTTP 400): this server only sends plain JSON text frames.
 
 Invalid values get an HTTP 400 before the WebSocket upgrade, any path other than
-``/subscribe`` an HTTP 404. Each line is sent exactly as it is in the file (never
+``/subscribe`` an HTTP 404, except two plain HTTP GETs that play the identity services for
+the capture's accounts (``cannect/directory.py``), so that handles verify offline: ``/<did>``
+answers a PLC directory document and ``/xrpc/com.atproto.identity.resolveHandle?handle=``
+the DID a handle names. Each line is sent exactly as it is in the file (never
 re-serialized), so what the client parses is byte for byte what Jetstream sent when the
 capture was recorded.
 
@@ -49,6 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import http
 import logging
 import os
 import re
@@ -57,7 +62,7 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 import websockets.http11
@@ -66,9 +71,14 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 
+from services.atproto_syntax import is_did, is_nsid
+
+from .directory import Directory
+
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/subscribe"
+RESOLVE_HANDLE = "/xrpc/com.atproto.identity.resolveHandle"
 MAX_COLLECTIONS = 100
 MAX_DIDS = 10_000
 POLL_INTERVAL_S = 0.2
@@ -84,9 +94,7 @@ MAX_CLIENT_MESSAGE = 4 * 2**20
 #: Position of lines before the first valid one: sent only when no cursor is given.
 NO_CURSOR = -(2**63)
 
-_NSID = re.compile(r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})){2,}$")
 _NSID_PREFIX = re.compile(r"^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*\.\*$")
-_DID = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
 _INTEGER = re.compile(r"^-?[0-9]{1,19}$")  # what Go's ParseInt takes (int() also takes "1_0")
 
 
@@ -105,6 +113,7 @@ class Capture:
 
     def __init__(self, path: str):
         self.path = path
+        self.directory = Directory.for_capture(path)
         self.frames: list[bytes] = []
         self.keys: list[tuple[int, str | None, str]] = []
         self._offset = 0  # bytes of the file consumed so far (complete lines only)
@@ -182,6 +191,7 @@ class Capture:
         if type(time_us) is not int:
             return (self._last_time, None, ""), line
         self._last_time = time_us
+        self.directory.observe(event)
         did = event.get("did")
         did = sys.intern(did) if isinstance(did, str) else None
         return (time_us, did, sys.intern(_collection_of(event))), line
@@ -237,14 +247,14 @@ def build_filter(collections: list[str], dids: list[str], max_size: int = 0) -> 
             raise ValueError("invalid collection")
         if _NSID_PREFIX.match(name):
             prefixes.add(name[:-1])  # keep the dot: "app.bsky.graph.*" -> "app.bsky.graph."
-        elif _NSID.match(name):
+        elif is_nsid(name):
             exact.add(name)
         else:
             raise ValueError(f"invalid collection: {name[:80]}")
     if len(exact) + len(prefixes) > MAX_COLLECTIONS:
         raise ValueError("too many wanted collections")
     for did in dids:
-        if not isinstance(did, str) or not _DID.match(did):
+        if not is_did(did):
             raise ValueError(f"invalid DID: {str(did)[:80]}")
     wanted_dids = frozenset(dids)
     if len(wanted_dids) > MAX_DIDS:
@@ -300,17 +310,41 @@ def parse_params(path: str, headers: Headers | None = None) -> SubscribeParams:
     )
 
 
-def _check_request(
-    connection: ServerConnection, request: websockets.http11.Request
-) -> websockets.http11.Response | None:
-    """Refuse wrong paths (404) and invalid parameters (400) before upgrading."""
-    if urlsplit(request.path).path != ENDPOINT:
-        return connection.respond(404, "not found\n")
-    try:
-        parse_params(request.path, request.headers)
-    except ValueError as exc:
-        return connection.respond(400, f"{exc}\n")
+def _request_checker(directory: Directory):
+    def check(connection: ServerConnection, request: websockets.http11.Request) -> websockets.http11.Response | None:
+        """Answer identity lookups; refuse wrong paths (404) and invalid parameters (400)."""
+        path = urlsplit(request.path).path
+        if path != ENDPOINT:
+            return _identity_response(directory, request.path) or connection.respond(404, "not found\n")
+        try:
+            parse_params(request.path, request.headers)
+        except ValueError as exc:
+            return connection.respond(400, f"{exc}\n")
+        return None
+
+    return check
+
+
+def _identity_response(directory: Directory, target: str) -> websockets.http11.Response | None:
+    """The PLC directory's and resolveHandle's answers for the capture's accounts, else None."""
+    parts = urlsplit(target)
+    if parts.path == RESOLVE_HANDLE:
+        handle = parse_qs(parts.query).get("handle", [""])[0]
+        did = directory.did_of(handle) if handle else None
+        if did is None:
+            return _json(400, {"error": "InvalidRequest", "message": "Unable to resolve handle"})
+        return _json(200, {"did": did})
+    if parts.path.startswith("/did:"):
+        document = directory.document(unquote(parts.path[1:]))
+        return _json(200, document) if document else _json(404, {"message": "DID not registered"})
     return None
+
+
+def _json(status: int, data: dict) -> websockets.http11.Response:
+    body = orjson.dumps(data)
+    headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
+                       ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return websockets.http11.Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
 # --------------------------------------------------------------------------- per client
@@ -476,7 +510,7 @@ async def _run(capture: Capture, host: str, port: int, speed: float, ready) -> N
             _handler(capture, speed),
             host,
             port,
-            process_request=_check_request,
+            process_request=_request_checker(capture.directory),
             compression=None,
             ping_interval=PING_INTERVAL_S,
             ping_timeout=PING_TIMEOUT_S,

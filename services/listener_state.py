@@ -45,5 +45,28 @@ def save(redis, cursor: int | None, last_batch: tuple | None, stats: Mapping[str
     pipe.execute()
 
 
+#: What happens to each event the listener reads: ``seen`` = ``kept`` + ``ignored`` + ``rejected``.
+OUTCOMES = ("seen", "kept", "ignored", "rejected")
+
+
+@dataclass(frozen=True)
+class Counters:
+    totals: dict[str, int]                # outcome -> events
+    reasons: dict[tuple[str, str], int]   # (outcome, reason) -> events
+
+
 def read_stats(redis) -> dict[str, int]:
+    """The raw counters: ``seen``, ``kept``, ``ignored``, ``rejected`` and ``<outcome>:<reason>``."""
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in redis.hgetall(STATS_KEY).items()}
+
+
+def counters(redis) -> Counters:
+    """The counters split into totals per outcome and skipped events per (outcome, reason)."""
+    totals, reasons = {}, {}
+    for name, value in read_stats(redis).items():
+        outcome, _, reason = name.partition(":")
+        if reason:
+            reasons[(outcome, reason)] = value
+        else:
+            totals[name] = value
+    return Counters(totals, reasons)

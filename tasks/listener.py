@@ -21,10 +21,11 @@ from typing import Callable
 from urllib.parse import urlencode
 
 import websocket
+from websocket import ABNF
 
 from cannect.config import WANTED_COLLECTIONS, Settings
 from services import listener_state
-from services.jetstream import Skip, parse_event
+from services.jetstream import Skip, encodes, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,15 @@ class Listener:
         self._flush(batch)
 
     def _read(self, ws, frames: queue.Queue) -> None:
+        """Frames go on as bytes, undecoded: a text frame that is not UTF-8 is then one
+        rejected event (``parse_event`` checks), not a decode error that drops the connection
+        and, on reconnect, meets the same frame again."""
         try:
             while not self.stopping.is_set():
-                frames.put(ws.recv())
+                opcode, data = ws.recv_data()
+                if opcode == ABNF.OPCODE_CLOSE:
+                    break
+                frames.put(data)
         except Exception as exc:  # closed by either side
             if not self.stopping.is_set():
                 log.warning("listener: socket closed: %s", exc)
@@ -132,11 +139,17 @@ class Listener:
     def _take(self, frame, batch: "_Batch") -> None:
         self.stats["seen"] += 1
         event = parse_event(frame, self.settings.max_event_bytes)
+        if not isinstance(event, Skip) and not encodes(event):
+            # parse_event's output always encodes; should that ever fail, the event is
+            # dropped here, alone, rather than failing its whole batch at enqueue time (and
+            # again after every reconnect from the same cursor).
+            event = Skip("rejected", "unencodable", event["t"], event["did"],
+                         f"{event.get('col')}/{event.get('rkey')}" if event["k"] == "commit" else None)
         if isinstance(event, Skip):
             self.stats[event.outcome] += 1
             self.stats[f"{event.outcome}:{event.reason}"] += 1
             if event.outcome == "rejected":
-                self._log_bad(event, frame)
+                self._log_bad(event)
             if event.time_us:
                 batch.max_time_us = max(batch.max_time_us or 0, event.time_us)
             return
@@ -156,15 +169,19 @@ class Listener:
             listener_state.save(self.redis, self.cursor, self.last_batch, self.stats)
             self.stats.clear()
 
-    def _log_bad(self, skip: Skip, frame) -> None:
-        """Log rejected events, at most 20 a minute so garbage cannot flood the logs."""
+    def _log_bad(self, skip: Skip) -> None:
+        """Log rejected events, at most 20 a minute so garbage cannot flood the logs.
+
+        The line names the event (did, time_us, collection/rkey) and what is wrong with it,
+        never its content: a Skip carries only values that passed their syntax checks.
+        """
         now = time.monotonic()
         if now - self._bad_window > 60:
             self._bad_window, self._bad_logged = now, 0
         self._bad_logged += 1
         if self._bad_logged <= 20:
-            sample = frame[:200] if isinstance(frame, (str, bytes)) else repr(frame)[:200]
-            log.warning("listener: rejected event (%s): %r", skip.reason, sample)
+            log.warning("listener: rejected event: %s (did=%s time_us=%s record=%s%s)", skip.reason, skip.did,
+                        skip.time_us, skip.where, f"; {skip.detail}" if skip.detail else "")
 
 
 class _Batch:

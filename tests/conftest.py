@@ -24,7 +24,7 @@ from services import pds as pds_module
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-SAMPLES = ROOT.parent / "shared" / "jetstream-samples"
+SAMPLES = ROOT / "tests" / "data" / "jetstream-samples"  # real Jetstream captures (see its README)
 TEMPLATE = f"cannect_template_{os.getpid()}"
 JWT_SECRET = "test-secret-" + "x" * 32
 

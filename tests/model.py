@@ -1,7 +1,8 @@
 """Reference model of the Cannect index (docs/indexing-rules.md), one event at a time.
 
 This module is deliberately independent of the production code: it imports nothing from the
-project (only the standard library and orjson) and implements each numbered rule of
+project (only the standard library and ``tests/model_edge.py``, its own reading of the edge
+rules, which uses orjson, ``regex`` and the atproto SDK's validators) and implements each numbered rule of
 ``docs/indexing-rules.md`` literally, with plain dicts, in stream order. End-to-end tests run a
 capture through both the production pipeline (batched, set-based SQL) and this model and
 compare ``CommunityModel.snapshot()`` with the same structure read from the database.
@@ -19,9 +20,12 @@ Resolutions of points the rules leave open are marked "Resolution:" below.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-import orjson
+try:  # tests/ is on sys.path under pytest (conftest.py); as the package ``tests`` otherwise
+    from model_edge import accept_line
+except ImportError:  # pragma: no cover
+    from tests.model_edge import accept_line
 
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
@@ -116,35 +120,9 @@ def _blob_cid(blob: Any) -> str | None:
 
 
 def _parse_event(line: str | bytes) -> dict | None:
-    """Return the event if it is valid per the first paragraph of the rules, else None."""
-    try:
-        event = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(event, dict):
-        return None
-    if not isinstance(event.get("did"), str):
-        return None
-    time_us = event.get("time_us")
-    # bool is a subclass of int in Python; JSON true is not an integer.
-    if not isinstance(time_us, int) or isinstance(time_us, bool):
-        return None
-    # Resolution: "lacks kind" = missing, null or not a string. An unknown string kind is
-    # accepted and ignored.
-    if not isinstance(event.get("kind"), str):
-        return None
-    if event["kind"] == "commit":
-        commit = event.get("commit")
-        if not isinstance(commit, dict):
-            return None
-        # Resolution: collection / operation / rkey must be strings to count as present.
-        for field in ("collection", "operation", "rkey"):
-            if not isinstance(commit.get(field), str):
-                return None
-        # Checked before the collection filter: applies to every collection.
-        if commit["operation"] in ("create", "update") and not isinstance(commit.get("record"), dict):
-            return None
-    return event
+    """The event cleaned as the edge rules say, or None when they reject it
+    ("Rejected events", "Records" and "Cleaning" of the rules: ``tests/model_edge.py``)."""
+    return accept_line(line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,11 +206,7 @@ class CommunityModel:
         if kind == "commit":
             self._apply_commit(did, event["commit"])
         elif kind == "identity":
-            identity = event.get("identity")
-            handle = identity.get("handle") if isinstance(identity, dict) else None
-            # Resolution: "with a handle" = a non-empty string.
-            if isinstance(handle, str) and handle:
-                self._identity_handle(did, handle)
+            pass  # rule 8: only prompts re-resolution (see ``resolve_identities``)
         elif kind == "account":
             account = event.get("account")
             status = account.get("status") if isinstance(account, dict) else None
@@ -453,14 +427,23 @@ class CommunityModel:
 
     # ---- rule 8: identity ----------------------------------------------------------------------
 
-    def _identity_handle(self, did: str, handle: str) -> None:
-        if did not in self.profiles:
-            return
-        # Resolution: handles are compared exactly (no case folding).
-        for other in list(self._handle_owners.get(handle, ())):
-            if other != did:
+    def resolve_identities(self, document_handle: Callable[[str], str | None],
+                           handle_did: Callable[[str], str | None]) -> "CommunityModel":
+        """Rule 8 once resolution has run for every profile: each profile's handle is the one
+        its DID document names (``document_handle``) when that handle names the DID back
+        (``handle_did``), else NULL. Operator-given handles are resolved like any other."""
+        verified = {}
+        for did in self.profiles:
+            handle = document_handle(did)
+            if handle is not None and handle_did(handle) == did:
+                verified[did] = handle.lower()
+        for did in self.profiles:
+            self._set_handle_field(did, None)
+        for did, handle in verified.items():
+            for other in list(self._handle_owners.get(handle, ())):
                 self._set_handle_field(other, None)
-        self._set_handle_field(did, handle)
+            self._set_handle_field(did, handle)
+        return self
 
     # ---- rule 9: account purge ------------------------------------------------------------------
 

@@ -398,8 +398,8 @@ def test_reply_loops_end(client, net):
     author = did("looper")
     a_uri = f"at://{author}/app.bsky.feed.post/3laaaaaaaaaaa"
     b_uri = f"at://{author}/app.bsky.feed.post/3lbbbbbbbbbbb"
-    net.post(author, "#cannabis a", BASE, reply_to=(b_uri, "bafyb"), rkey="3laaaaaaaaaaa")
-    net.post(author, "#cannabis b", BASE, reply_to=(a_uri, "bafya"), rkey="3lbbbbbbbbbbb")
+    net.post(author, "#cannabis a", BASE, reply_to=(b_uri, "bafyreibbbb"), rkey="3laaaaaaaaaaa")
+    net.post(author, "#cannabis b", BASE, reply_to=(a_uri, "bafyreiaaaa"), rkey="3lbbbbbbbbbbb")
     net.flush()
     body = get(client, f"/api/post/{a_uri}/thread?depth=100&parentHeight=200")["thread"]
     assert shape(body) == {"text": "#cannabis a", "parent": {"text": "#cannabis b", "parent": None}, "replies": []}

