@@ -2,7 +2,7 @@
 
 from .b2b import ApiClient, ApiUsage
 from .base import Base
-from .ingest import IngestPending, IngestRecent, IngestState
+from .ingest import IngestDeadLetter, IngestPending, IngestRecent, IngestState
 from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, PushSubscription
 from .posts import Post
@@ -13,7 +13,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AppSession", "PdsSession",
-    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestPending", "IngestRecent", "IngestState", "Like",
+    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestDeadLetter", "IngestPending", "IngestRecent", "IngestState", "Like",
     "Notification", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
 ]

@@ -18,10 +18,12 @@ def make_engine(url: str, **kwargs) -> Engine:
     """An engine with pooling suited to threaded workers and gevent web processes.
 
     Requests beyond the pool wait for a connection rather than open and close overflow
-    connections under load (which costs PostgreSQL a backend start each time).
+    connections under load (which costs PostgreSQL a backend start each time). Errors never
+    print their statement's parameters: those are records from the network (a failing ingest
+    batch would otherwise write kilobytes of other people's posts into the log per attempt).
     """
     options = dict(pool_size=int(os.environ.get("DB_POOL_SIZE", "20")), max_overflow=5, pool_timeout=10,
-                   pool_pre_ping=True, pool_recycle=1800)
+                   pool_pre_ping=True, pool_recycle=1800, hide_parameters=True)
     options.update(kwargs)
     return create_engine(url, **options)
 

@@ -7,6 +7,10 @@ minutes, and a worker busy on long messages could be taken for dead. Each worker
 here runs a small heartbeat thread that, every few seconds, refreshes its heartbeat and
 forces maintenance on its queues: a killed worker's messages run again within
 ``WORKER_HEARTBEAT_TIMEOUT_MS`` plus one beat.
+
+Dramatiq's worker logs a failed message with all its arguments: for an ingest batch, a
+thousand events on every retry. :class:`ConciseMessages` makes those lines name the message
+instead (actor, message id, batch ``conn/seq`` and event count).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 
 import dramatiq
 import orjson
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
@@ -74,10 +79,46 @@ class Heartbeat(Middleware):
                 log.warning("broker heartbeat failed", exc_info=True)
 
 
+def describe_message(message: dramatiq.Message | MessageProxy) -> str:
+    """Actor, message id and, for an ingest batch, its place in the stream and size: no events."""
+    parts = [f"{message.actor_name}[{message.message_id}]"]
+    for arg in message.args:
+        if isinstance(arg, dict) and "conn" in arg and "seq" in arg:
+            events = arg.get("events")
+            size = len(events) if isinstance(events, list) else "?"
+            parts.append(f"batch {arg['conn']}/{arg['seq']} ({size} events)")
+        else:
+            parts.append(f"<{type(arg).__name__}>")
+    return " ".join(parts)
+
+
+class ConciseMessages(logging.Filter):
+    """Replaces every message among a log record's arguments by :func:`describe_message`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, (dramatiq.Message, MessageProxy)) for a in record.args):
+            record.args = tuple(describe_message(a) if isinstance(a, (dramatiq.Message, MessageProxy)) else a
+                                for a in record.args)
+        return True
+
+
+#: The loggers that print whole messages (``Failed to process message %s ...``).
+MESSAGE_LOGGERS = ("dramatiq.worker.WorkerThread",)
+
+
+def install_concise_message_logs() -> None:
+    """Put :class:`ConciseMessages` on Dramatiq's loggers (once)."""
+    for name in MESSAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ConciseMessages) for f in logger.filters):
+            logger.addFilter(ConciseMessages())
+
+
 def setup_broker(settings: Settings) -> CannectRedisBroker:
     """Build the broker and make it (and the orjson encoder) Dramatiq's global default."""
     broker = CannectRedisBroker(url=settings.redis_url, heartbeat_timeout=settings.worker_heartbeat_timeout_ms)
     broker.add_middleware(Heartbeat(interval=max(1.0, settings.worker_heartbeat_timeout_ms / 4000)))
     dramatiq.set_encoder(OrjsonEncoder())
+    install_concise_message_logs()
     dramatiq.set_broker(broker)
     return broker

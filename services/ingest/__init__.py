@@ -13,6 +13,13 @@ under a row lock on ``ingest_state``:
 A reconnect replays a few seconds already seen; those events are recognised by their
 ``time_us`` in ``ingest_recent`` and skipped. A parked batch whose predecessor never comes
 (its message was lost with the broker's data) is applied after ``gap_timeout`` seconds.
+
+One bad event never costs another: the events are applied inside a savepoint, and if that
+fails for a reason belonging to the events (:func:`deadletters.is_event_error`), the batch is
+split in halves, in stream order, each applied in its own savepoint, down to the single
+events that fail; those go to ``ingest_dead_letters`` and the batch counts as applied, so the
+chain moves on at once. A dead-lettered event counts as seen: its ``time_us`` stays in
+``ingest_recent`` and a replay skips it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from sqlalchemy.orm import Session
 from models import IngestPending, IngestState
 from services.jetstream import PURGE_STATUSES
 
+from . import deadletters
 from .changes import Changes, Run
 from .purge import purge_account
 from .view import load_view
@@ -37,6 +45,8 @@ from .writes import write_changes
 STREAM = "jetstream"
 #: How long applied event ids are remembered: far more than the listener's rewind.
 RECENT_WINDOW_US = 120 * 1_000_000
+#: Dead letters logged one by one per batch; the rest are counted in one line.
+LOGGED_DEAD_LETTERS = 10
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class Outcome:
     batches: int = 0
     events: int = 0
     duplicates: int = 0
+    dead_lettered: int = 0
     indexed_posts: list[str] = field(default_factory=list)
     # The net changes of each run applied, for realtime events built before commit.
     changes: list[Changes] = field(default_factory=list)
@@ -107,23 +118,72 @@ def _verdict(state: IngestState, conn: int, seq: int, prev_conn: int | None, pre
     return "wait"
 
 
-def _apply(session: Session, state: IngestState, key: tuple, events: list[dict], tags: frozenset[str],
+def _apply(session: Session, state: IngestState, key: tuple, events: list, tags: frozenset[str],
            outcome: Outcome) -> None:
-    fresh = _first_sightings(session, events)
-    outcome.duplicates += len(events) - len(fresh)
-    for changes in apply_events(session, fresh, tags):
+    # An event without a time_us PostgreSQL can store cannot even be deduplicated.
+    malformed = [(e, "malformed event: no usable time_us") for e in events if deadletters.time_us_of(e) is None]
+    fresh = _first_sightings(session, [e for e in events if deadletters.time_us_of(e) is not None])
+    duplicates = len(events) - len(malformed) - len(fresh)
+    applied: list[Changes] = []
+    failed: list[tuple[dict, str]] = []
+    _apply_isolating(session, fresh, tags, applied, failed)
+    _dead_letter(session, key, malformed + failed)
+    for changes in applied:
         outcome.indexed_posts += changes.indexed_posts
         outcome.changes.append(changes)
+    done, dead = len(fresh) - len(failed), len(malformed) + len(failed)
     outcome.batches += 1
-    outcome.events += len(fresh)
+    outcome.events += done
+    outcome.duplicates += duplicates
+    outcome.dead_lettered += dead
     state.conn, state.seq = key[0], key[1]
     state.applied_time_us = max([state.applied_time_us, *(e["t"] for e in fresh)])
     state.batches_applied += 1
-    state.events_applied += len(fresh)
-    state.duplicates_skipped += len(events) - len(fresh)
+    state.events_applied += done
+    state.duplicates_skipped += duplicates
+    state.events_dead_lettered += dead
     state.updated_at = datetime.now(timezone.utc)
     session.execute(text("DELETE FROM ingest_recent WHERE stream = :stream AND time_us < :floor"),
                     {"stream": STREAM, "floor": state.applied_time_us - RECENT_WINDOW_US})
+
+
+def _apply_isolating(session: Session, events: list[dict], tags: frozenset[str], applied: list[Changes],
+                     failures: list[tuple[dict, str]]) -> None:
+    """Apply ``events`` in order; the ones that fail on their own go to ``failures``.
+
+    Each attempt runs in a savepoint. On an event error the savepoint is rolled back and the
+    halves are tried in turn, so the good events are applied in stream order and each sees the
+    state the ones before it left, exactly as if the bad ones had never been in the batch.
+    Any other error (connection, deadlock, timeout) propagates and the whole batch retries.
+    """
+    if not events:
+        return
+    try:
+        with session.begin_nested():
+            changes = apply_events(session, events, tags)
+    except Exception as exc:
+        if not deadletters.is_event_error(exc):
+            raise
+        if len(events) == 1:
+            failures.append((events[0], deadletters.describe_error(exc)))
+            return
+        middle = len(events) // 2
+        _apply_isolating(session, events[:middle], tags, applied, failures)
+        _apply_isolating(session, events[middle:], tags, applied, failures)
+        return
+    applied.extend(changes)
+
+
+def _dead_letter(session: Session, key: tuple, failures: list[tuple[dict, str]]) -> None:
+    """Keep the events left out of batch ``key``, naming each (never its record) in the log."""
+    for n, (event, reason) in enumerate(failures):
+        letter_id = deadletters.record(session, STREAM, key[0], key[1], event, reason)
+        if n < LOGGED_DEAD_LETTERS:
+            log.error("ingest %s/%s: event %s left out as dead letter %d: %s",
+                      key[0], key[1], deadletters.EventLabel.of(event), letter_id, reason)
+    if len(failures) > LOGGED_DEAD_LETTERS:
+        log.error("ingest %s/%s: %d more events left out as dead letters (cannect deadletters list)",
+                  key[0], key[1], len(failures) - LOGGED_DEAD_LETTERS)
 
 
 def _first_sightings(session: Session, events: list[dict]) -> list[dict]:
@@ -161,7 +221,7 @@ def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> 
                 write_changes(session, run.changes)
                 applied.append(run.changes)
             if purge:
-                purge_account(session, event["did"])
+                applied.append(purge_account(session, event["did"]))  # its deletions, for realtime
             start = i + 1
     return applied
 

@@ -57,6 +57,10 @@ def load_view(session: Session, events: list[dict]) -> View:
             elif record is not None:
                 post_uris.add(record["subject"]["uri"])
 
+    follows = _refs(session, _FOLLOWS, uris["follow"])
+    # A follow deleted in this run names its subject only in the stored row; whether that
+    # subject is a member decides whose viewer state (followed_by) is refreshed.
+    dids.update(subject for _, subject in follows.values())
     rows = session.execute(_MEMBERS, {"dids": list(dids)}).all()
     view = View(
         members={did for did, member in rows if member},
@@ -66,7 +70,7 @@ def load_view(session: Session, events: list[dict]) -> View:
                for uri, author, parent in session.execute(_POSTS, {"uris": list(post_uris)})},
         likes=_refs(session, _LIKES, uris["like"]),
         reposts=_refs(session, _REPOSTS, uris["repost"]),
-        follows=_refs(session, _FOLLOWS, uris["follow"]),
+        follows=follows,
         orphan_replies=dict(session.execute(_ORPHAN_REPLIES, {"uris": list(created_posts)}).all())
         if created_posts else {},
     )
