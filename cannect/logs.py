@@ -5,6 +5,8 @@ import os
 
 
 def configure_logging() -> None:
+    # httpx logs every request at INFO; the identity worker makes thousands.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if logging.getLogger().handlers:
         return
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),

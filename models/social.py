@@ -15,7 +15,8 @@ class Profile(Base):
     __tablename__ = "profiles"
 
     did: Mapped[str] = mapped_column(Text, primary_key=True)
-    # Handles come from identity events or app login; unknown until then.
+    # A verified handle (services/identity: the DID document names it and it resolves back to
+    # the DID), or one an operator or the user's PDS gave; NULL until then.
     handle: Mapped[str | None] = mapped_column(Text)
     display_name: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
@@ -27,6 +28,8 @@ class Profile(Base):
     is_cannect_user: Mapped[bool] = mapped_column(Boolean, server_default="false")
     member_since: Mapped[datetime | None]
     account_status: Mapped[str | None] = mapped_column(Text)
+    # Last time the handle was resolved and verified (or refused); NULL: never. Swept when stale.
+    handle_checked_at: Mapped[datetime | None]
     indexed_at: Mapped[datetime] = created_now()
     updated_at: Mapped[datetime] = created_now()
 
@@ -36,6 +39,7 @@ class Profile(Base):
         Index("idx_profiles_handle_prefix", text("lower(handle) text_pattern_ops")),
         Index("idx_profiles_display_name_prefix", text("lower(display_name) text_pattern_ops")),
         Index("idx_profiles_members", "did", postgresql_where=text("is_cannect_user")),
+        Index("idx_profiles_handle_checked", "handle_checked_at"),
     )
 
 

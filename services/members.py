@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from sqlalchemy import func, select, text, update
@@ -10,10 +9,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models import Profile
+from services.identity.names import checked_did, normalize_handle
+from services.identity.store import set_handle
 from services.ingest.writes import refresh_viewer_state
-
-DID_PATTERN = re.compile(r"^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.\-:%]+)$")
-HANDLE_PATTERN = re.compile(r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
 class InvalidMember(ValueError):
@@ -21,24 +19,29 @@ class InvalidMember(ValueError):
 
 
 def add_member(session: Session, did: str, handle: str | None = None) -> Profile:
-    """Register (or re-register) a member; from now on their posts are indexed."""
-    if not DID_PATTERN.match(did):
+    """Register (or re-register) a member; from now on their posts are indexed.
+
+    A handle given here (by an operator, or by the member's own PDS at sign-in) is trusted
+    as given: it is stored at once, released from any other profile, and counts as checked
+    now. Later identity events and re-verification resolve it like any other.
+    """
+    if checked_did(did) is None:
         raise InvalidMember(f"not a DID: {did!r} (expected did:plc:<24 base32 chars> or did:web:<host>)")
     if handle is not None:
-        handle = handle.lower().removeprefix("@")
-        if not HANDLE_PATTERN.match(handle) or len(handle) > 253:
+        checked = normalize_handle(handle.removeprefix("@"))
+        if checked is None:
             raise InvalidMember(f"not a handle: {handle!r}")
-        session.execute(update(Profile).where(Profile.handle == handle, Profile.did != did).values(handle=None))
+        handle = checked
     now = datetime.now(timezone.utc)
     values = {"did": did, "is_cannect_user": True, "member_since": now, "updated_at": now}
-    if handle:
-        values["handle"] = handle
     changes = {"is_cannect_user": True, "updated_at": now, "member_since": func.coalesce(Profile.member_since, now)}
-    if handle:
-        changes["handle"] = handle
     session.execute(insert(Profile).values(**values).on_conflict_do_update(index_elements=[Profile.did], set_=changes))
+    if handle:
+        set_handle(session, did, handle)
     _backfill_viewer_state(session, did)
-    return session.get(Profile, did)
+    profile = session.get(Profile, did)
+    session.refresh(profile)
+    return profile
 
 
 def _backfill_viewer_state(session: Session, did: str) -> None:

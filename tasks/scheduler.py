@@ -7,13 +7,14 @@ import signal
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from tasks import ingest
+from tasks import identity, ingest
 
 log = logging.getLogger(__name__)
 
 #: (actor, seconds between runs). Each job only sends a message; workers do the work.
 JOBS = [
     (ingest.drain, 60),
+    (identity.sweep, 60),
 ]
 
 

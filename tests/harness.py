@@ -50,6 +50,8 @@ class System:
     def start_replay(self, capture: Path, speed: float = 0, port: int | None = None) -> int:
         port = port or free_port()
         self.env["JETSTREAM_URL"] = f"ws://127.0.0.1:{port}/subscribe"
+        # The replay server also plays the PLC directory and handle resolution (cannect/directory.py).
+        self.env["PLC_DIRECTORY_URL"] = self.env["HANDLE_RESOLVER_URL"] = f"http://127.0.0.1:{port}"
         self.start("replay", "replay", "--file", str(capture), "--port", str(port), "--speed", str(speed))
         deadline = time.monotonic() + 20
         import socket
@@ -67,6 +69,18 @@ class System:
     def start_worker(self, name: str = "worker", processes: int = 1, threads: int = 2) -> subprocess.Popen:
         return self.start(name, "worker", "--queues", "ingest", "--processes", str(processes),
                           "--threads", str(threads))
+
+    def start_identity_worker(self, name: str = "worker-identity", threads: int = 4) -> subprocess.Popen:
+        return self.start(name, "worker", "--queues", "identity", "--processes", "1", "--threads", str(threads))
+
+    def wait_until_resolved(self, timeout: float = 120) -> None:
+        """Until the identity queue is empty (call once ingest is done: it queues resolutions)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if queue_depths(redis.Redis.from_url(self.redis_url))["identity"]["pending"] == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"identity queue not empty after {timeout}s\n{self.log('worker-identity')}")
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and its children (a crash: nothing is cleaned up)."""

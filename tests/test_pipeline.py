@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from cannect.capture import generate_capture
 from cannect.config import DEFAULT_CANNABIS_TAGS
+from cannect.replay import Capture
 from harness import System, last_kept_time_us
 from model import CommunityModel, assert_invariants
 from services.jetstream import Skip, parse_event
@@ -53,12 +54,20 @@ def _assert_matches(session, model):
 
 
 def test_capture_end_to_end_matches_the_model(system, tmp_path, session):
+    """With handle resolution: every profile ends with the handle the capture's identity world
+    verifies (the replay server plays the PLC directory and resolveHandle)."""
     capture, model = _prepare(tmp_path, session, 20_000, seed=21)
     system.start_replay(capture)
     system.start_worker(processes=1, threads=4)
+    system.start_identity_worker()
     system.start_listener()
     system.wait_until_applied(last_kept_time_us(capture))
+    system.wait_until_resolved()
+    world = Capture.load(str(capture)).directory
+    model.resolve_identities(world.handle_of, world.did_of)
     _assert_matches(session, model)
+    handles = [p["handle"] for p in model.snapshot()["profiles"].values()]
+    assert sum(h is not None for h in handles) > 0.9 * len(handles)  # authors have handles now
 
     status = subprocess.run([sys.executable, "-m", "cannect.cli", "status", "--json"], env=system.env,
                             capture_output=True, text=True, check=True)
@@ -156,3 +165,51 @@ def test_real_jetstream_samples_through_the_listener(system, tmp_path, session):
     system.wait_until_applied(last_kept_time_us(capture))
     _assert_matches(session, model)
     assert model.snapshot()["posts"]  # the members' posts were indexed
+
+
+def test_hostile_events_mixed_into_a_capture_cost_only_themselves(system, tmp_path, session):
+    """tests/hostile.py's corpus, from the capture's own members, spread through a normal capture
+    and played through the replay server: no restart, no reconnect, no parked or dead-lettered
+    batch, and every innocent event applied as the model says."""
+    from hostile import hostile_lines
+
+    added = []
+
+    def mix(lines):
+        members = json.loads((tmp_path / "capture.jsonl.meta.json").read_text())["members"]
+        times = [orjson.loads(line)["time_us"] for line in lines]
+        first, last = min(times), max(times)
+        hostile = hostile_lines(first + (last - first) // 4, [m["did"] for m in members],
+                                spacing_us=max(1, (last - first) // 400), taken_time_us=set(times))
+        added.extend(hostile)
+        keyed, at = [(t, 0, line) for t, line in zip(times, lines)], first
+        for line in hostile:  # a line without a usable time_us goes where the one before it went
+            at = _time_us_or_none(line) or at
+            keyed.append((at, 1, line))
+        return [line for _, _, line in sorted(keyed, key=lambda item: item[:2])]
+
+    capture, model = _prepare(tmp_path, session, 6_000, seed=24, mangle=mix)
+    assert len(added) > 100
+    system.env["INGEST_BATCH_SIZE"] = "200"
+    system.start_replay(capture)
+    system.start_worker()
+    system.start_listener()
+    system.wait_until_applied(last_kept_time_us(capture))
+    _assert_matches(session, model)
+
+    state = session.execute(text("SELECT gaps_accepted, events_dead_lettered FROM ingest_state")).one()
+    assert tuple(state) == (0, 0)
+    assert session.scalar(text("SELECT count(*) FROM ingest_pending")) == 0
+    assert "reconnecting" not in system.log("listener")
+    report = json.loads(subprocess.run([sys.executable, "-m", "cannect.cli", "status", "--json"], env=system.env,
+                                       capture_output=True, text=True, check=True).stdout)
+    assert report["events"]["rejected"] >= 100
+
+
+def _time_us_or_none(line: bytes) -> int | None:
+    """The line's time_us when it has a usable one."""
+    try:
+        value = orjson.loads(line).get("time_us")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if type(value) is int and value > 0 else None

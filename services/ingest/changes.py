@@ -61,12 +61,16 @@ class Changes:
     post_deltas: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     profile_deltas: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     profile_records: dict[str, dict] = field(default_factory=dict)
-    handles: dict[str, str | None] = field(default_factory=dict)
+    # DIDs (with a profile) whose identity event asks for their handle to be resolved again;
+    # with new_profiles, enqueued for resolution after the commit (services/identity).
+    identity_refresh: set[str] = field(default_factory=set)
     account_statuses: dict[str, str] = field(default_factory=dict)
     # Member viewer state to recompute: (member, post uri) and (member, other did).
     viewer_posts: set[tuple[str, str]] = field(default_factory=set)
     viewer_follows: set[tuple[str, str]] = field(default_factory=set)
     indexed_posts: list[str] = field(default_factory=list)
+    # App sessions an account purge deleted: their sockets close (services/realtime.py).
+    ended_sessions: set[str] = field(default_factory=set)
 
 
 class Run:
@@ -245,14 +249,9 @@ class Run:
             self.changes.profile_records[event["did"]] = {}
 
     def _identity(self, event: dict) -> None:
-        did, handle = event["did"], event["handle"]
-        if handle is None or did not in self.view.profiles:
-            return
-        handles = self.changes.handles
-        for other, taken in handles.items():
-            if taken == handle and other != did:
-                handles[other] = None
-        handles[did] = handle
+        # The handle an identity event carries is only a claim: it prompts re-resolution.
+        if event["did"] in self.view.profiles:
+            self.changes.identity_refresh.add(event["did"])
 
     def _account(self, event: dict) -> None:
         # Purges (deleted, takendown) are applied by the caller between runs.

@@ -37,11 +37,6 @@ _PROFILE_RECORDS = text("""
                 CAST(:avatars AS text[]), CAST(:banners AS text[]))
          AS d(did, display_name, description, avatar, banner)
     WHERE profiles.did = d.did""")
-_RELEASE_HANDLES = text("UPDATE profiles SET handle = NULL WHERE handle = ANY(:handles) OR did = ANY(:dids)")
-_SET_HANDLES = text("""
-    UPDATE profiles SET handle = d.handle, updated_at = now()
-    FROM unnest(CAST(:dids AS text[]), CAST(:handles AS text[])) AS d(did, handle)
-    WHERE profiles.did = d.did""")
 _ACCOUNT_STATUS = text("""
     UPDATE profiles SET account_status = d.status, updated_at = now()
     FROM unnest(CAST(:dids AS text[]), CAST(:statuses AS text[])) AS d(did, status)
@@ -140,12 +135,6 @@ def _write_profiles(session: Session, c: Changes) -> None:
             "dids": dids, "names": [r.get("displayName") for r in records],
             "descriptions": [r.get("description") for r in records],
             "avatars": [r.get("avatar") for r in records], "banners": [r.get("banner") for r in records]})
-    if c.handles:
-        session.execute(_RELEASE_HANDLES, {"handles": [h for h in c.handles.values() if h],
-                                           "dids": list(c.handles)})
-        taken = {did: h for did, h in c.handles.items() if h}
-        if taken:
-            session.execute(_SET_HANDLES, {"dids": list(taken), "handles": list(taken.values())})
     if c.account_statuses:
         session.execute(_ACCOUNT_STATUS, {"dids": list(c.account_statuses),
                                           "statuses": list(c.account_statuses.values())})
