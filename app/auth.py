@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from services.tokens import InvalidToken, decode_access_token
+from services import realtime
+from services.tokens import InvalidToken, decode_access_token, revoked_session_key
 
 from .errors import ApiError
 from .extensions import get_redis
 
 #: OpenAPI security requirement for endpoints that need a signed-in member.
 BEARER = [{"bearer": []}]
+#: ... and for endpoints open to anonymous clients that answer a signed-in member differently
+#: (its viewer state): a token is optional, but one that is sent must be valid.
+OPTIONAL_BEARER = [{"bearer": []}, {}]
 
 
 def optional_viewer() -> str | None:
@@ -29,20 +33,17 @@ def optional_viewer() -> str | None:
         claims = decode_access_token(token.strip(), current_app.config["SETTINGS"].jwt_secret)
     except InvalidToken as exc:
         raise ApiError(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    if get_redis().exists(_revoked_key(claims["sid"])):
+    if get_redis().exists(revoked_session_key(claims["sid"])):
         raise ApiError(401, "Unauthorized", "This session has been signed out: sign in again",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     g.viewer, g.session_id = claims["sub"], claims["sid"]
     return g.viewer
 
 
-def _revoked_key(session_id: str) -> str:
-    return f"cannect:revoked-session:{session_id}"
-
-
-def revoke_access_tokens(session_id: str) -> None:
-    """Refuse the session's access tokens on every endpoint until they would have expired anyway."""
-    get_redis().set(_revoked_key(session_id), 1, ex=current_app.config["SETTINGS"].jwt_ttl_seconds)
+def end_sessions(*session_ids: str) -> None:
+    """Refuse the sessions' access tokens on every endpoint and close their sockets in every
+    web process (one ``session_ended`` realtime event each, see ``services/realtime.py``)."""
+    realtime.publish(get_redis(), [realtime.session_ended_event(session_id) for session_id in session_ids])
 
 
 def require_viewer() -> str:

@@ -10,6 +10,9 @@ The hub never waits on a socket: it offers the event (framed once) to the socket
 whole, and otherwise queues it in a bounded outbox that the socket's own handler drains. A
 slow or dead socket therefore holds up nobody but itself, and one whose outbox overflows is
 dropped (its client reconnects and resumes from the last event id it saw).
+
+A ``session_ended`` event is not passed on: the sockets signed in with that session are
+closed instead (logout, refresh-token reuse and account purges reach every web process so).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Listener(Protocol):
 
     def offer(self, delivery: Delivery, frame: bytes) -> None: ...  # must not block
     def resync(self, reason: str) -> None: ...       # events were lost: the client must refetch
+    def session_ended(self) -> None: ...             # its session was signed out: close it
     def shutdown(self, code: int, reason: str) -> None: ...
 
 
@@ -176,6 +180,10 @@ class Hub:
             targets = tuple(members) if members else ()
         WS_EVENTS.labels(delivery.type).inc()
         if not targets:
+            return
+        if delivery.type == realtime.SESSION_ENDED:
+            for listener in targets:
+                listener.session_ended()
             return
         frame = text_frame(delivery.text.encode())
         for listener in targets:

@@ -4,11 +4,15 @@ Client -> server (JSON text frames; unknown fields are ignored):
 
 - ``{"type": "auth", "token": "<app JWT>", "since"?: "<event id>"}``: sign in; the socket then
   gets its member's ``notification`` and ``profile_updated`` events. Optional: an anonymous
-  socket gets the public post events of what it subscribes to. A bad token gets an
-  ``invalid_token`` error and the socket is closed with code 4401. When the token expires the
-  socket gets a ``token_expired`` error and goes on anonymous until a new ``auth``.
+  socket gets the public post events of what it subscribes to. A bad token, or one of a
+  session that was signed out, gets an ``invalid_token`` error and the socket is closed with
+  code 4401. When the token expires the socket gets a ``token_expired`` error and goes on
+  anonymous until a new ``auth``. When its session ends (logout, a reused refresh token, the
+  account deleted) the socket gets a ``session_ended`` error and is closed with 4401.
 - ``{"type": "subscribe", "uris": [...], "since"?: "<event id>"}``: follow these posts
-  (``post_updated``, ``reply_added``, ``post_deleted``), at most 500 per socket.
+  (``post_updated``, ``reply_added``, ``post_deleted``), at most ``WS_MAX_SUBSCRIPTIONS``
+  per socket; each an AT-URI of a post (``at://<did>/app.bsky.feed.post/<rkey>``) of at
+  most ``MAX_URI_LENGTH`` characters.
 - ``{"type": "unsubscribe", "uris": [...]}``, ``{"type": "ping"}``.
 
 Server -> client: ``auth_ok {did, expiresAt}``, ``subscribed {uris, total}``,
@@ -19,7 +23,15 @@ the events of ``services/realtime.py``, each with its ``id``.
 Resume: a client that reconnects passes the last event ``id`` it saw as ``since``; the server
 first sends what it missed for the URIs (or the member) that message adds, from the stream's
 history, then live events: in order per post and member, none twice. When ``since`` is older
-than the history kept, it gets ``resync`` instead.
+than the history kept, or more than ``WS_REPLAY_MAX_EVENTS`` events ago, it gets ``resync`` instead;
+also past its replay budget (``WS_REPLAYS_PER_MINUTE`` per socket, ``WS_IP_REPLAYS_PER_MINUTE``
+per client IP), with reason ``replay_budget``.
+
+Limits (``app/ws_limits.py``): ``WS_MAX_CONNECTIONS_PER_IP`` sockets per client IP in one
+process (past it: a ``too_many_connections`` error, close 4429); ``WS_MESSAGES_PER_SECOND``
+client messages per socket with a burst of ``WS_MESSAGE_BURST`` (a message over the rate is
+answered with a ``rate_limited`` error and ignored; a client that keeps on for another burst's
+worth is closed with 4429); messages up to ``WS_MAX_MESSAGE_BYTES`` (larger: close 1009).
 
 The socket needs no cookie (the token travels in a message), so a cross-site page cannot
 borrow a member's session: no Origin check is needed.
@@ -29,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -38,31 +51,48 @@ import orjson
 import redis
 from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
 from simple_websocket import ConnectionClosed
 
 from services import realtime
-from services.realtime import Delivery, did_key, post_key
-from services.tokens import InvalidToken, decode_access_token
+from services.atproto_syntax import at_uri_parts
+from services.jetstream import POST
+from services.realtime import Delivery, did_key, post_key, session_key
+from services.tokens import InvalidToken, decode_access_token, revoked_session_key
 
+from .extensions import client_ip
 from .metrics import WS_DROPPED
 from .realtime import Hub, text_frame
+from .ws_limits import IpLedger, SocketLimits, TokenBucket
 
 log = logging.getLogger(__name__)
 
-MAX_SUBSCRIPTIONS = 500
+#: URIs one message may list (the configured cap per socket is checked after parsing).
+MAX_URIS_PER_MESSAGE = 10_000
+#: A post's AT-URI: a did:plc one is about 70 characters, a did:web host at most 253; the
+#: spec's 8 KiB bound for any AT-URI would let one socket's subscriptions hold megabytes.
+MAX_URI_LENGTH = 1024
 #: Events waiting for one socket; past this the socket is too slow and is dropped.
 MAX_OUTBOX = 1_000
-#: simple-websocket options: a ping every 25 s (a socket that missed the previous pong is
-#: closed); client messages up to 64 KiB (500 URIs fit).
-SOCK_SERVER_OPTIONS = {"ping_interval": 25, "max_message_size": 64 * 1024}
+#: A ping every 25 s (simple-websocket closes a socket that missed the previous pong).
+PING_INTERVAL = 25
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429
 CLOSE_GOING_AWAY = 1001
+CLOSE_UNAVAILABLE = 1011
 
 bp = Blueprint("ws", __name__)
 sock = Sock()
 
-Uri = Annotated[str, StringConstraints(pattern=r"^at://\S+$", max_length=1024)]
+def _require_post_uri(value: str) -> str:
+    parts = at_uri_parts(value)
+    if parts is None or not parts[0].startswith("did:") or parts[1] != POST:
+        raise ValueError("not the AT-URI of a post")
+    return value
+
+
+Uri = Annotated[str, StringConstraints(max_length=MAX_URI_LENGTH), AfterValidator(_require_post_uri)]
+Uris = Annotated[list[Uri], Field(max_length=MAX_URIS_PER_MESSAGE)]
 EventId = Annotated[str, StringConstraints(pattern=r"^\d{1,20}-\d{1,20}$")]
 
 
@@ -74,13 +104,13 @@ class Auth(BaseModel):
 
 class Subscribe(BaseModel):
     type: Literal["subscribe"]
-    uris: Annotated[list[Uri], Field(max_length=MAX_SUBSCRIPTIONS)]
+    uris: Uris
     since: EventId | None = None
 
 
 class Unsubscribe(BaseModel):
     type: Literal["unsubscribe"]
-    uris: Annotated[list[Uri], Field(max_length=MAX_SUBSCRIPTIONS)]
+    uris: Uris
 
 
 class Ping(BaseModel):
@@ -91,8 +121,11 @@ ClientMessage = TypeAdapter(Annotated[Union[Auth, Subscribe, Unsubscribe, Ping],
 
 
 def init_app(app: Flask, settings) -> None:
-    app.config["SOCK_SERVER_OPTIONS"] = SOCK_SERVER_OPTIONS
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": PING_INTERVAL,
+                                         "max_message_size": settings.ws_max_message_bytes}
     app.extensions["realtime"] = Hub(settings.redis_url)
+    app.extensions["ws_ledger"] = IpLedger(settings.ws_max_connections_per_ip, settings.ws_ip_replays_per_minute)
+    app.extensions["ws_limits"] = SocketLimits.from_settings(settings)
     app.register_blueprint(bp)
 
 
@@ -105,7 +138,9 @@ def _refuse_compression():
 
 @sock.route("/ws", bp=bp)
 def websocket(ws):
-    Connection(ws, current_app.extensions["realtime"], current_app.config["SETTINGS"].jwt_secret).serve()
+    # The client's address as ProxyFix derived it (PROXY_COUNT), as for the HTTP rate limits.
+    Connection(ws, current_app.extensions["realtime"], current_app.config["SETTINGS"].jwt_secret,
+               current_app.extensions["ws_limits"], current_app.extensions["ws_ledger"], client_ip()).serve()
 
 
 class _SerialSocket:
@@ -174,14 +209,20 @@ class _Rest(bytes):
 class Connection:
     """One socket: its subscriptions, its member, and the outbox its handler drains."""
 
-    def __init__(self, ws, hub: Hub, jwt_secret: str):
+    def __init__(self, ws, hub: Hub, jwt_secret: str, limits: SocketLimits, ledger: IpLedger, ip: str):
         ws.sock = _SerialSocket(ws.sock)
         self.ws = ws
         self.hub = hub
         self.jwt_secret = jwt_secret
+        self.limits, self.ledger, self.ip = limits, ledger, ip
+        self.messages = TokenBucket(limits.messages_per_second, limits.message_burst)
+        self.replays = TokenBucket(limits.replays_per_minute / 60, limits.replays_per_minute)
         self.did: str | None = None
+        self.session_id: str | None = None
         self.token_expires: float | None = None
-        self.uris: set[str] = set()
+        # The routing keys of the posts followed: the very strings the hub holds, interned so
+        # that sockets following one post share one (a subscription costs about 0.3 KiB).
+        self.post_keys: set[str] = set()
         # Events (with their frame, built once by the hub) and control messages, in order.
         self.outbox: deque[tuple[Delivery, bytes] | str] = deque()
         self.dropped = False
@@ -217,6 +258,12 @@ class Connection:
     def resync(self, reason: str) -> None:
         self._queue(_dumps({"type": "resync", "reason": reason}))
 
+    def session_ended(self) -> None:
+        """The session this socket signed in with was signed out: tell the client, then close."""
+        self._queue(_dumps({"type": "error", "code": "session_ended",
+                            "message": "this session was signed out: sign in again"}))
+        self.shutdown(CLOSE_UNAUTHORIZED, "session ended")
+
     def _queue(self, item) -> None:
         if self.dropped:
             return
@@ -248,10 +295,15 @@ class Connection:
     # -- the socket's own handler --------------------------------------------------------
 
     def serve(self) -> None:
+        if not self.ledger.open(self.ip):
+            self._error("too_many_connections", f"at most {self.ledger.max_connections} sockets per address")
+            self.ws.close(CLOSE_TOO_MANY, "too many connections from this address")
+            return
         try:
             self.hub.attach(self)
         except redis.RedisError:
-            self.ws.close(1011, "realtime unavailable, try again")
+            self.ledger.close(self.ip)
+            self.ws.close(CLOSE_UNAVAILABLE, "realtime unavailable, try again")
             return
         try:
             while not self.dropped:
@@ -265,7 +317,8 @@ class Connection:
                     raw = self.ws.receive()  # at once; raises ConnectionClosed at the end
                     self.busy = True
                     try:
-                        self._handle(raw)
+                        if self._within_rate():
+                            self._handle(raw)
                     finally:
                         self.busy = False
                     continue
@@ -279,11 +332,25 @@ class Connection:
         except Exception:  # a bug must not turn into an HTTP 500 written onto the socket
             log.exception("websocket handler failed")
             try:
-                self.ws.close(1011, "internal error")
+                self.ws.close(CLOSE_UNAVAILABLE, "internal error")
             except Exception:
                 pass
         finally:
+            self.ledger.close(self.ip)
             self.hub.detach(self)
+
+    def _within_rate(self) -> bool:
+        """Spend a message token; over the rate, answer an error (or close) instead."""
+        balance = self.messages.spend()
+        if balance >= 0:
+            return True
+        if balance < -self.limits.message_burst:
+            self._error("rate_limited", "too many messages: closing")
+            self.closing = (CLOSE_TOO_MANY, "too many messages")
+        else:
+            self._error("rate_limited", f"at most {self.limits.messages_per_second:g} messages a second: "
+                                        "this one was ignored")
+        return False
 
     def _flush(self) -> None:
         """Write everything queued in one go: one system call however many events piled up."""
@@ -333,9 +400,9 @@ class Connection:
 
     def _sign_out(self) -> None:
         if self.did:
-            self.hub.ignore(self, [did_key(self.did)])
+            self.hub.ignore(self, [did_key(self.did), session_key(self.session_id)])
             self.replayed.pop(did_key(self.did), None)
-        self.did = self.token_expires = None
+        self.did = self.session_id = self.token_expires = None
 
     # -- client messages -----------------------------------------------------------------
 
@@ -364,39 +431,60 @@ class Connection:
             self._error("invalid_token", str(exc))
             self.ws.close(CLOSE_UNAUTHORIZED, "invalid token")
             return
-        did, fresh = claims["sub"], claims["sub"] != self.did
+        did, session_id = claims["sub"], claims["sid"]
+        fresh = did != self.did
         if fresh:
             self._sign_out()
             self.hub.listen(self, [did_key(did)])
-        self.did, self.token_expires = did, float(claims["exp"])
+        if session_id != self.session_id:
+            # Listen to the session's end before asking whether it ended: none can slip between.
+            if self.session_id:
+                self.hub.ignore(self, [session_key(self.session_id)])
+            self.hub.listen(self, [session_key(session_id)])
+        self.did, self.session_id = did, session_id
+        try:
+            revoked = self.hub.redis.exists(revoked_session_key(session_id))
+        except redis.RedisError:
+            self.ws.close(CLOSE_UNAVAILABLE, "realtime unavailable, try again")
+            return
+        if revoked:
+            self._error("invalid_token", "this session has been signed out: sign in again")
+            self.ws.close(CLOSE_UNAUTHORIZED, "session ended")
+            return
+        self.token_expires = float(claims["exp"])
         self._send({"type": "auth_ok", "did": did, "expiresAt": claims["exp"]})
         if fresh and message.since:
             self._replay([did_key(did)], message.since, {"did": did})
 
     def _subscribe(self, message: Subscribe) -> None:
-        added = [uri for uri in dict.fromkeys(message.uris) if uri not in self.uris]
-        if len(self.uris) + len(added) > MAX_SUBSCRIPTIONS:
-            self._error("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} posts per socket; "
+        uris = list(dict.fromkeys(message.uris))
+        added = {uri: key for uri in uris if (key := sys.intern(post_key(uri))) not in self.post_keys}
+        cap = self.limits.max_subscriptions
+        if len(self.post_keys) + len(added) > cap:
+            self._error("too_many_subscriptions", f"at most {cap} posts per socket; "
                                                   "unsubscribe from posts no longer shown")
             return
-        self.hub.listen(self, [post_key(uri) for uri in added])
-        self.uris.update(added)
-        self._send({"type": "subscribed", "uris": list(dict.fromkeys(message.uris)), "total": len(self.uris)})
+        self.hub.listen(self, added.values())
+        self.post_keys.update(added.values())
+        self._send({"type": "subscribed", "uris": uris, "total": len(self.post_keys)})
         if added and message.since:
-            self._replay([post_key(uri) for uri in added], message.since, {"uris": added})
+            self._replay(list(added.values()), message.since, {"uris": list(added)})
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
-        gone = [uri for uri in dict.fromkeys(message.uris) if uri in self.uris]
-        self.hub.ignore(self, [post_key(uri) for uri in gone])
-        self.uris.difference_update(gone)
-        for uri in gone:
-            self.replayed.pop(post_key(uri), None)
-        self._send({"type": "unsubscribed", "uris": gone, "total": len(self.uris)})
+        gone = {uri: key for uri in dict.fromkeys(message.uris) if (key := post_key(uri)) in self.post_keys}
+        self.hub.ignore(self, gone.values())
+        self.post_keys.difference_update(gone.values())
+        for key in gone.values():
+            self.replayed.pop(key, None)
+        self._send({"type": "unsubscribed", "uris": list(gone), "total": len(self.post_keys)})
 
     def _replay(self, keys: list[str], since: str, scope: dict) -> None:
         """Send what these keys missed after ``since``; live events already queued are deduped."""
+        if not (self.replays.take() and self.ledger.take_replay(self.ip)):
+            self._send({"type": "resync", "reason": "replay_budget", **scope})
+            return
         try:
-            replay = realtime.history(self.hub.redis, realtime.parse_id(since), keys)
+            replay = realtime.history(self.hub.redis, realtime.parse_id(since), keys, self.limits.replay_max_events)
         except redis.RedisError:
             replay, reason = None, "history_unavailable"
         else:

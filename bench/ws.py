@@ -174,7 +174,8 @@ def main() -> None:
 
     raise_open_files_limit()
     ensure_services(ROOT / ".cannect" / "bench")
-    env = dict(os.environ, LOG_LEVEL="WARNING", RATE_LIMIT_IP="1000000/minute")
+    # Every client socket comes from this one address.
+    env = dict(os.environ, LOG_LEVEL="WARNING", RATE_LIMIT_IP="1000000/minute", WS_MAX_CONNECTIONS_PER_IP="100000")
     env.setdefault("JWT_SECRET", "bench-secret-" + "x" * 32)
     env["WEB_CONCURRENCY"] = str(args.workers or 2)
     stream = redis.Redis.from_url(env["REDIS_URL"])

@@ -24,13 +24,20 @@ class PdsSession(Base):
 
 
 class AppSession(Base):
-    """One signed-in device: its refresh token is stored hashed, and can be revoked."""
+    """One signed-in device: its refresh token is stored hashed, and can be revoked.
+
+    The hash of the token the last refresh replaced is kept too: that token coming back means
+    two parties hold the session (one of them stole it), so the whole session is revoked.
+    The session ends ``expires_at`` (sliding with each refresh, never past its absolute
+    lifetime, ``SESSION_MAX_AGE_DAYS`` after ``created_at``).
+    """
 
     __tablename__ = "app_sessions"
 
     id: Mapped[str] = mapped_column(Uuid(as_uuid=False), primary_key=True)
     did: Mapped[str] = mapped_column(ForeignKey("pds_sessions.did", ondelete="CASCADE"))
     refresh_token_hash: Mapped[str] = mapped_column(Text, unique=True)
+    previous_refresh_token_hash: Mapped[str | None] = mapped_column(Text, unique=True)
     user_agent: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_now()
     last_used_at: Mapped[datetime] = created_now()

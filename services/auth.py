@@ -4,8 +4,13 @@ Login checks the password against the member's PDS (createSession) and keeps the
 pair, encrypted, in ``pds_sessions``: we write records for the member with it later. The app
 gets its own pair: a short JWT access token (services/tokens.py) naming an ``app_sessions``
 row, and a random refresh token of which only the SHA-256 is stored. Refreshing rotates that
-token; logging out revokes the row, which kills its access tokens too
-(:func:`ensure_live_session`).
+token and keeps the hash of the one it replaced: when that one comes back, two parties hold the
+session (one stole it) and the whole session is revoked (:class:`RefreshTokenReused`). There is
+no grace period, so a client must run one refresh at a time. A session slides with each
+refresh (``REFRESH_TTL_DAYS``) but ends ``SESSION_MAX_AGE_DAYS`` after sign-in whatever
+happens; its access tokens never outlive it. Logging out revokes the row, which kills its
+access tokens too (:func:`ensure_live_session`; the web layer also announces the end to every
+process, ``services.realtime.session_ended_event``).
 
 An expired PDS access token is refreshed on the fly (:class:`PdsAccount`): refreshSession,
 the new pair stored, the call tried once more. When the PDS refresh token is dead as well,
@@ -20,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -36,6 +41,15 @@ INVALID_HANDLE = "handle.invalid"
 
 class AuthFailed(Exception):
     """The credentials or the session are wrong, expired or revoked (HTTP 401)."""
+
+
+class RefreshTokenReused(AuthFailed):
+    """A refresh token that was already rotated came back: its session is now revoked."""
+
+    def __init__(self, session_id: str):
+        super().__init__("This refresh token was already used, so the session may be stolen: "
+                         "it is signed out everywhere, sign in again")
+        self.session_id = session_id
 
 
 class SignInAgain(AuthFailed):
@@ -104,32 +118,61 @@ def login(session: Session, settings, identifier: str, password: str, user_agent
                     .on_conflict_do_update(index_elements=[PdsSession.did], set_=values))
     refresh_token = secrets.token_urlsafe(32)
     session_id = str(uuid.uuid4())
+    ends = now + timedelta(days=min(settings.refresh_ttl_days, settings.session_max_age_days))
     session.add(AppSession(id=session_id, did=did, refresh_token_hash=hash_refresh_token(refresh_token),
                            user_agent=(user_agent or "")[:512] or None, created_at=now, last_used_at=now,
-                           expires_at=now + timedelta(days=settings.refresh_ttl_days)))
+                           expires_at=ends))
     session.flush()
-    return _tokens(settings, did, handle, session_id, refresh_token)
+    return _tokens(settings, did, handle, session_id, refresh_token, ends)
 
 
 def refresh(session: Session, settings, refresh_token: str) -> Tokens:
-    """Rotate the app refresh token: the one given stops working; the session lives on."""
-    new_token, now = secrets.token_urlsafe(32), _now()
+    """Rotate the app refresh token: the one given stops working; the session lives on.
+
+    Raises :class:`RefreshTokenReused` (the session is then revoked, committed on its own)
+    for the token the last rotation replaced, :class:`AuthFailed` for anything else unusable.
+    """
+    presented, new_token, now = hash_refresh_token(refresh_token), secrets.token_urlsafe(32), _now()
+    max_age = timedelta(days=settings.session_max_age_days)
     row = session.execute(
         update(AppSession)
-        .where(AppSession.refresh_token_hash == hash_refresh_token(refresh_token),
-               AppSession.revoked_at.is_(None), AppSession.expires_at > now)
-        .values(refresh_token_hash=hash_refresh_token(new_token), last_used_at=now,
-                expires_at=now + timedelta(days=settings.refresh_ttl_days))
-        .returning(AppSession.id, AppSession.did)).first()
+        .where(AppSession.refresh_token_hash == presented, AppSession.revoked_at.is_(None),
+               AppSession.expires_at > now, AppSession.created_at > now - max_age)
+        .values(refresh_token_hash=hash_refresh_token(new_token), previous_refresh_token_hash=presented,
+                last_used_at=now,
+                expires_at=func.least(now + timedelta(days=settings.refresh_ttl_days), AppSession.created_at + max_age))
+        .returning(AppSession.id, AppSession.did, AppSession.expires_at)).first()
     if row is None:
+        reused = _revoke_reused(session, presented, now)
+        if reused is not None:
+            raise RefreshTokenReused(reused)
         raise AuthFailed("The refresh token is expired, revoked or unknown: sign in again")
     handle = session.scalar(select(PdsSession.handle).where(PdsSession.did == row.did))
-    return _tokens(settings, row.did, handle, str(row.id), new_token)
+    return _tokens(settings, row.did, handle, str(row.id), new_token, row.expires_at)
 
 
-def _tokens(settings, did: str, handle: str | None, session_id: str, refresh_token: str) -> Tokens:
-    access = issue_access_token(did, session_id, settings.jwt_secret, settings.jwt_ttl_seconds)
-    return Tokens(access, refresh_token, did, handle, settings.jwt_ttl_seconds)
+def _revoke_reused(session: Session, presented_hash: str, now: datetime) -> str | None:
+    """Revoke the open session whose previous refresh token this is; its id, or None.
+
+    In a transaction of its own, committed at once: the request fails (401), and the
+    revocation must stand all the same.
+    """
+    with Session(bind=session.get_bind()) as own, own.begin():
+        row = own.execute(update(AppSession)
+                          .where(AppSession.previous_refresh_token_hash == presented_hash,
+                                 AppSession.revoked_at.is_(None))
+                          .values(revoked_at=now).returning(AppSession.id, AppSession.did)).first()
+        if row is not None:
+            _forget_pds_tokens_unless_signed_in(own, row.did, now)
+    return str(row.id) if row is not None else None
+
+
+def _tokens(settings, did: str, handle: str | None, session_id: str, refresh_token: str,
+            session_ends: datetime) -> Tokens:
+    """The pair; the access token never outlives its session (absolute lifetime)."""
+    ttl = max(1, min(settings.jwt_ttl_seconds, int((session_ends - _now()).total_seconds())))
+    access = issue_access_token(did, session_id, settings.jwt_secret, ttl)
+    return Tokens(access, refresh_token, did, handle, ttl)
 
 
 def _valid_session_id(session_id: str) -> bool:
@@ -154,10 +197,15 @@ def logout(session: Session, member: Member) -> None:
     ensure_live_session(session, member)
     now = _now()
     session.execute(update(AppSession).where(AppSession.id == member.session_id).values(revoked_at=now))
-    others = session.scalar(select(exists().where(AppSession.did == member.did, AppSession.revoked_at.is_(None),
+    _forget_pds_tokens_unless_signed_in(session, member.did, now)
+
+
+def _forget_pds_tokens_unless_signed_in(session: Session, did: str, now: datetime) -> None:
+    """We hold no credentials for someone signed in nowhere (app_sessions rows cascade)."""
+    others = session.scalar(select(exists().where(AppSession.did == did, AppSession.revoked_at.is_(None),
                                                   AppSession.expires_at > now)))
-    if not others:  # we hold no credentials for someone signed in nowhere (app_sessions rows cascade)
-        session.execute(delete(PdsSession).where(PdsSession.did == member.did))
+    if not others:
+        session.execute(delete(PdsSession).where(PdsSession.did == did))
 
 
 def open_account(session: Session, settings, member: Member) -> "PdsAccount":

@@ -14,6 +14,10 @@ Events (each gets its stream id as ``id``; routing key in brackets):
 - ``post_deleted {uri}`` [the post]
 - ``profile_updated {profile: ProfileView}`` [the member's own sockets]
 - ``notification {recipient, notification}`` [the recipient's own sockets]
+- ``session_ended {sessionId}`` [the sockets signed in with that app session]: a control
+  event, never sent to a client. Each web process closes those sockets (logout, refresh-token
+  reuse, account purge), and publishing it also marks the session's access tokens as refused
+  on every endpoint (:func:`services.tokens.revoked_session_key`), in the same transaction.
 
 Views are rendered as an anonymous viewer sees them (their ``viewer`` state is empty): one
 event serves every socket.
@@ -33,6 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.ingest.changes import Changes
+from services.tokens import REVOKED_SESSION_TTL_SECONDS, revoked_session_key
 from services.views import post_views, profile_views
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ STREAM = "cannect:realtime"
 STREAM_MAXLEN = 50_000
 #: A reconnecting client further behind than this many events (network-wide) must refetch.
 REPLAY_LIMIT = 5_000
+SESSION_ENDED = "session_ended"
 
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
@@ -61,7 +67,9 @@ def collect_events(session: Session, changes_list: list[Changes], avatar_cdn: st
     post_deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     profile_deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     profiles_changed: set[str] = set()
+    ended_sessions: set[str] = set()
     for changes in changes_list:
+        ended_sessions.update(changes.ended_sessions)
         for uri in changes.deleted_posts:
             deleted.add(uri)
             new_posts.pop(uri, None)
@@ -71,7 +79,7 @@ def collect_events(session: Session, changes_list: list[Changes], avatar_cdn: st
             new_posts[uri] = row.get("reply_parent_uri") if row else None
         _add_deltas(post_deltas, changes.post_deltas)
         _add_deltas(profile_deltas, changes.profile_deltas)
-        profiles_changed.update(changes.profile_records, changes.handles)
+        profiles_changed.update(changes.profile_records)
     updated = {uri for uri, delta in post_deltas.items() if any(delta)}
     profiles_changed.update(did for did, delta in profile_deltas.items() if any(delta))
 
@@ -87,15 +95,32 @@ def collect_events(session: Session, changes_list: list[Changes], avatar_cdn: st
                                                   "repostCount": counts[uri].repost_count,
                                                   "replyCount": counts[uri].reply_count}}
                for uri in sorted(updated) if uri in counts]
-    # Only members have signed-in sockets, so only their profiles are worth announcing.
-    members = list(session.execute(_MEMBERS, {"dids": list(profiles_changed)}).scalars()) if profiles_changed else []
-    events += [{"type": "profile_updated", "profile": view} for view in profile_views(session, members, None, cdn)]
+    events += profile_events(session, profiles_changed, cdn)
+    events += [session_ended_event(session_id) for session_id in sorted(ended_sessions)]
     return events
+
+
+def profile_events(session: Session, dids: Iterable[str], avatar_cdn: str | None = None) -> list[dict]:
+    """``profile_updated`` for those of ``dids`` that are members, read in the caller's transaction.
+
+    Only members have signed-in sockets, so only their profiles are worth announcing.
+    """
+    dids = list(dids)
+    members = list(session.execute(_MEMBERS, {"dids": dids}).scalars()) if dids else []
+    if not members:
+        return []
+    views = profile_views(session, members, None, avatar_cdn or _default_cdn())
+    return [{"type": "profile_updated", "profile": view} for view in views]
 
 
 def notification_event(recipient: str, notification: dict) -> dict:
     """The event that delivers a notification view to its recipient's sockets."""
     return {"type": "notification", "recipient": recipient, "notification": notification}
+
+
+def session_ended_event(session_id: str) -> dict:
+    """The event that closes an ended app session's sockets and refuses its access tokens."""
+    return {"type": SESSION_ENDED, "sessionId": session_id}
 
 
 def _add_deltas(total: dict[str, list[int]], deltas: dict[str, list[int]]) -> None:
@@ -119,6 +144,10 @@ def did_key(did: str) -> str:
     return f"did:{did}"
 
 
+def session_key(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
 def event_key(event: dict) -> str:
     """Who an event is for: the sockets subscribed to a post, or a member's own sockets."""
     kind = event["type"]
@@ -132,6 +161,8 @@ def event_key(event: dict) -> str:
         return did_key(event["profile"]["did"])
     if kind == "notification":
         return did_key(event["recipient"])
+    if kind == SESSION_ENDED:
+        return session_key(event["sessionId"])
     raise ValueError(f"unknown realtime event type {kind!r}")
 
 
@@ -143,12 +174,18 @@ def publish(redis: Redis, events: list[dict], maxlen: int = STREAM_MAXLEN) -> li
     """
     if not events:
         return events
-    pipe = redis.pipeline()
+    pipe = redis.pipeline()  # MULTI: a session's end is announced and marked together
     for event in events:
+        if event["type"] == SESSION_ENDED:
+            pipe.set(revoked_session_key(event["sessionId"]), 1, ex=REVOKED_SESSION_TTL_SECONDS)
         body = {name: value for name, value in event.items() if name != "id"}
         pipe.xadd(STREAM, {"k": event_key(event), "t": event["type"], "e": orjson.dumps(body)},
                   maxlen=maxlen, approximate=True)
-    for event, entry_id in zip(events, pipe.execute()):
+    replies = iter(pipe.execute())
+    for event in events:
+        if event["type"] == SESSION_ENDED:
+            next(replies)  # the SET's reply
+        entry_id = next(replies)
         event["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return events
 

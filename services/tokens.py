@@ -9,6 +9,9 @@ import jwt
 
 ISSUER = "cannect"
 AUDIENCE = "cannect-app"
+#: How long an ended session's access tokens stay refused: the longest lifetime one can
+#: have (``JWT_TTL_SECONDS`` is at most a day), so no token of the session outlives the mark.
+REVOKED_SESSION_TTL_SECONDS = 86_400
 
 
 class InvalidToken(ValueError):
@@ -32,3 +35,8 @@ def decode_access_token(token: str, secret: str) -> dict:
     except jwt.PyJWTError:
         raise InvalidToken("token invalid") from None
     return claims
+
+
+def revoked_session_key(session_id: str) -> str:
+    """The Redis key marking an ended session: its access tokens are refused everywhere."""
+    return f"cannect:revoked-session:{session_id}"

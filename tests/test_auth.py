@@ -1,4 +1,5 @@
-"""Login with the user's PDS, app sessions (refresh rotation, logout), token encryption.
+"""Login with the user's PDS, app sessions (refresh rotation and reuse detection, absolute
+lifetime, logout), token encryption. Sockets closing when a session ends: tests/test_ws.py.
 
 The PDS is tests/fakes/pds.py, a real XRPC server; PostgreSQL and Redis are real.
 """
@@ -6,14 +7,19 @@ The PDS is tests/fakes/pds.py, a real XRPC server; PostgreSQL and Redis are real
 from __future__ import annotations
 
 import hashlib
+import time
 
+import orjson
 import pytest
+import redis as redis_lib
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 
 from services.crypto import UnreadableToken, derive_key, token_cipher
 from services.pds import PdsClient, PdsError, PdsUnavailable
+from services.realtime import STREAM
+from services.tokens import decode_access_token, revoked_session_key
 
 from conftest import JWT_SECRET
 PASSWORD = "correct-horse-battery"
@@ -131,18 +137,88 @@ def test_login_attempts_are_limited_per_ip(make_api, alice):
     assert other_ip.status_code == 200
 
 
-def test_refresh_rotates_the_refresh_token(api, alice):
+def refresh(api, token: str):
+    return api.post("/api/auth/refresh", json={"refreshToken": token})
+
+
+def ended_sessions(redis_url: str) -> list[str]:
+    """The session ids announced on the realtime stream as ended, in order."""
+    entries = redis_lib.Redis.from_url(redis_url).xrange(STREAM)
+    return [orjson.loads(fields[b"e"])["sessionId"] for _, fields in entries if fields[b"t"] == b"session_ended"]
+
+
+def test_refresh_rotates_the_refresh_token(api, session, alice):
     first = login(api, "alice.test").json
-    second = api.post("/api/auth/refresh", json={"refreshToken": first["refreshToken"]})
+    second = refresh(api, first["refreshToken"])
     assert second.status_code == 200, second.json
     assert second.json["refreshToken"] != first["refreshToken"] and second.json["did"] == alice.did
     assert second.json["handle"] == "alice.test"
-
-    replayed = api.post("/api/auth/refresh", json={"refreshToken": first["refreshToken"]})
-    assert_problem(replayed, 401)
-    third = api.post("/api/auth/refresh", json={"refreshToken": second.json["refreshToken"]})
+    third = refresh(api, second.json["refreshToken"])
     assert third.status_code == 200
-    assert_problem(api.post("/api/auth/refresh", json={"refreshToken": "never-issued"}), 401)
+    [stored] = rows(session, "SELECT refresh_token_hash, previous_refresh_token_hash FROM app_sessions")
+    assert stored == (hashlib.sha256(third.json["refreshToken"].encode()).hexdigest(),
+                      hashlib.sha256(second.json["refreshToken"].encode()).hexdigest())
+    assert_problem(refresh(api, "never-issued"), 401)
+    # A token two rotations old is merely unknown: nothing is revoked.
+    assert_problem(refresh(api, first["refreshToken"]), 401)
+    assert refresh(api, third.json["refreshToken"]).status_code == 200
+
+
+def test_a_reused_refresh_token_revokes_the_whole_session(api, session, redis_url, alice):
+    phone, laptop = login(api, "alice.test").json, login(api, "alice.test").json
+    rotated = refresh(api, phone["refreshToken"]).json  # the phone's client got the new pair
+    phone_session = decode_access_token(rotated["accessToken"], JWT_SECRET)["sid"]
+
+    stolen = refresh(api, phone["refreshToken"])  # someone else held the old one
+    assert_problem(stolen, 401)
+    assert "already used" in stolen.json["detail"]
+    # The whole session is gone: the newest refresh token and every access token of it too,
+    # and its sockets are told to close (the session_ended event).
+    assert_problem(refresh(api, rotated["refreshToken"]), 401)
+    for token in (rotated["accessToken"], phone["accessToken"]):
+        assert_problem(api.get("/api/feed/following", headers=bearer(token)), 401)
+    assert ended_sessions(redis_url) == [phone_session]
+    assert redis_lib.Redis.from_url(redis_url).ttl(revoked_session_key(phone_session)) > 3600
+    [revoked] = rows(session, "SELECT revoked_at FROM app_sessions WHERE id = :id", id=phone_session)
+    assert revoked.revoked_at is not None  # committed though the request failed
+
+    # The laptop's session is another one: untouched.
+    assert api.get("/api/feed/following", headers=bearer(laptop["accessToken"])).status_code == 200
+    assert refresh(api, laptop["refreshToken"]).status_code == 200
+    assert rows(session, "SELECT count(*) FROM pds_sessions")[0][0] == 1
+
+
+def test_reuse_of_the_last_session_forgets_the_pds_tokens(api, session, alice):
+    first = login(api, "alice.test").json
+    assert refresh(api, first["refreshToken"]).status_code == 200
+    assert_problem(refresh(api, first["refreshToken"]), 401)
+    assert rows(session, "SELECT count(*) FROM pds_sessions")[0][0] == 0
+    assert_problem(refresh(api, first["refreshToken"]), 401)  # again: the session is already revoked
+
+
+def test_a_session_ends_at_its_absolute_lifetime(make_api, session, alice):
+    api = make_api(SESSION_MAX_AGE_DAYS="2", REFRESH_TTL_DAYS="30")
+    tokens = login(api, "alice.test").json
+    [created] = rows(session, "SELECT created_at, expires_at FROM app_sessions")
+    assert (created.expires_at - created.created_at).days == 2  # never past the absolute lifetime
+
+    # Ten minutes before the end, a refresh slides no further than the end, and the access
+    # token does not outlive the session.
+    rows(session, "UPDATE app_sessions SET created_at = now() - interval '2 days' + interval '10 minutes'")
+    fresh = refresh(api, tokens["refreshToken"])
+    assert fresh.status_code == 200, fresh.json
+    assert 500 <= fresh.json["expiresIn"] <= 600
+    claims = decode_access_token(fresh.json["accessToken"], JWT_SECRET)
+    assert claims["exp"] <= time.time() + 600
+    [ends] = rows(session, "SELECT expires_at - created_at AS age FROM app_sessions")
+    assert ends.age.days == 2 and ends.age.seconds == 0
+
+    # Past it, the session is over however recently it was refreshed: sign in again.
+    rows(session, "UPDATE app_sessions SET created_at = now() - interval '2 days 1 second', "
+                  "expires_at = now() + interval '1 day'")
+    over = refresh(api, fresh.json["refreshToken"])
+    assert_problem(over, 401)
+    assert "sign in again" in over.json["detail"]
 
 
 def test_an_expired_refresh_token_is_401(api, session, alice):
@@ -152,12 +228,14 @@ def test_an_expired_refresh_token_is_401(api, session, alice):
     assert_problem(api.post("/api/auth/logout", headers=bearer(tokens["accessToken"])), 401)
 
 
-def test_logout_ends_the_session_and_its_tokens(api, session, alice):
+def test_logout_ends_the_session_and_its_tokens(api, session, redis_url, alice):
     phone = login(api, "alice.test").json
     laptop = login(api, "alice.test").json
 
     response = api.post("/api/auth/logout", headers=bearer(phone["accessToken"]))
     assert response.status_code == 200 and response.json == {"signedOut": True}
+    # Every web process closes the session's sockets (tests/test_ws.py has them closed).
+    assert ended_sessions(redis_url) == [decode_access_token(phone["accessToken"], JWT_SECRET)["sid"]]
     assert_problem(api.post("/api/auth/logout", headers=bearer(phone["accessToken"])), 401)
     assert_problem(api.post("/api/follow", json={"did": "did:plc:" + "a" * 24},
                             headers=bearer(phone["accessToken"])), 401)

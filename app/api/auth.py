@@ -16,7 +16,7 @@ from services import auth
 from services.db import session_scope
 from services.pds import PdsError, PdsUnavailable
 
-from ..auth import BEARER, require_viewer, revoke_access_tokens
+from ..auth import BEARER, end_sessions, require_viewer
 from ..errors import ApiError
 from ..extensions import client_ip, limiter, settings
 from ..schemas import ERRORS, Problem
@@ -42,10 +42,11 @@ class RefreshBody(BaseModel):
 
 class TokenResponse(BaseModel):
     accessToken: str = Field(description="Bearer token for the API (JWT)")
-    refreshToken: str = Field(description="Single use: POST /api/auth/refresh returns a new one")
+    refreshToken: str = Field(description="Single use: POST /api/auth/refresh returns a new one. Sending one "
+                                           "that was already used signs the whole session out (theft)")
     did: str
     handle: str | None
-    expiresIn: int = Field(description="Seconds the access token lives")
+    expiresIn: int = Field(description="Seconds the access token lives (never past the session's end)")
 
 
 class LogoutResponse(BaseModel):
@@ -97,17 +98,26 @@ def login(body: LoginBody):
 
 @api.post("/auth/refresh", responses={200: TokenResponse, 401: Problem, **ERRORS})
 def refresh(body: RefreshBody):
-    """A new token pair; the refresh token sent stops working."""
-    with pds_problems(), session_scope() as session:
-        tokens = auth.refresh(session, settings(), body.refreshToken)
+    """A new token pair; the refresh token sent stops working.
+
+    Refresh one at a time: a refresh token already used (a copy someone else holds) revokes
+    the whole session, and its sockets close. A session ends SESSION_MAX_AGE_DAYS after sign-in.
+    """
+    with pds_problems():
+        try:
+            with session_scope() as session:
+                tokens = auth.refresh(session, settings(), body.refreshToken)
+        except auth.RefreshTokenReused as exc:
+            end_sessions(exc.session_id)
+            raise
     return tokens.as_json()
 
 
 @api.post("/auth/logout", security=BEARER, responses={200: LogoutResponse, 401: Problem, **ERRORS})
 def logout():
-    """End this app session: its access and refresh tokens stop working."""
+    """End this app session: its access and refresh tokens stop working, its sockets close."""
     member = current_member()
     with pds_problems(), session_scope() as session:
         auth.logout(session, member)
-    revoke_access_tokens(member.session_id)
+    end_sessions(member.session_id)
     return {"signedOut": True}
