@@ -18,14 +18,16 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or get_settings()
     if not settings.jwt_secret:
         raise ConfigError("Invalid configuration:\n  JWT_SECRET: is not set (the web process signs sessions with it)")
-    from . import errors, extensions, health, metrics, ws
+    from . import errors, extensions, health, metrics, request_guards, ws
+    from .admin import ADMIN_SCHEME, ADMIN_TOKEN_HEADER
     from .api import register_api
 
     app = OpenAPI(
         __name__,
         info=Info(title="Cannect API", version="1.0",
                   description="Feeds, posts, profiles, search and actions of the Cannect community app."),
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                          ADMIN_SCHEME: {"type": "apiKey", "in": "header", "name": ADMIN_TOKEN_HEADER}},
         doc_prefix="/api", doc_url="/openapi.json",
         validation_error_status=422, validation_error_callback=errors.validation_problem,
     )
@@ -39,4 +41,5 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.register_api(health.api)
     ws.init_app(app, settings)
     register_api(app)
+    request_guards.init_app(app, settings.max_request_bytes)  # reads the finished OpenAPI document
     return app

@@ -1,7 +1,8 @@
 """Every error as RFC 9457 ``application/problem+json``; never a stack trace.
 
 Handlers raise :class:`ApiError` (or a werkzeug HTTPException); request validation failures
-become 422 with the offending fields listed; anything unexpected becomes a logged 500.
+become 422 with the offending fields listed; a body over ``MAX_REQUEST_BYTES`` is a 413 naming
+the limit; anything unexpected becomes a logged 500.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = request.max_content_length
+        return problem(413, "Content Too Large", f"The request body may be at most {limit} bytes"
+                       if limit else exc.description, maxBytes=limit)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -8,6 +8,8 @@ from flask_cors import CORS
 from flask_limiter import ApplicationLimit, Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import proxy_check
+
 
 def client_ip() -> str:
     return request.remote_addr or "unknown"
@@ -50,6 +52,7 @@ def init_app(app: Flask, settings) -> None:
     app.extensions["redis"] = redis.Redis(connection_pool=pool)
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
+    proxy_check.init_app(app, settings.proxy_count)  # before the limiter's hook: sees refused requests too
     CORS(app, origins=list(settings.cors_origins), supports_credentials=False,
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
          allow_headers=["Authorization", "Content-Type"], max_age=600)

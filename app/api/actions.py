@@ -6,13 +6,12 @@ Undoing what is not there (unlike a post not liked, unfollow someone not followe
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services import actions
+from services import actions, atproto_syntax
 from services.db import session_scope
 from services.jetstream import POST, uri_collection
 from services.realtime import try_publish
@@ -20,14 +19,13 @@ from services.realtime import try_publish
 from ..auth import BEARER
 from ..errors import ApiError
 from ..extensions import get_redis, settings
-from ..schemas import AT_URI, DID, ERRORS, PostUriPath, PostView, Problem, ProfileView
+from ..schemas import BODY_ERRORS, AtUri, Did, PostUriPath, PostView, Problem, ProfileView
 from .auth import current_member, pds_problems
 
 api = APIBlueprint("actions", __name__, url_prefix="/api", abp_tags=[Tag(name="actions")])
 
-LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 #: What a write can answer besides success, for the OpenAPI document.
-WRITE_ERRORS = {401: Problem, 403: Problem, 404: Problem, 503: Problem, **ERRORS}
+WRITE_ERRORS = {401: Problem, 403: Problem, 404: Problem, 503: Problem, **BODY_ERRORS}
 
 
 def _post_uri(value: str) -> str:
@@ -54,13 +52,13 @@ class NewPostBody(BaseModel):
     @classmethod
     def _langs(cls, value: list[str] | None) -> list[str] | None:
         for tag in value or ():
-            if not LANGUAGE.match(tag):
+            if not atproto_syntax.is_language(tag):  # what the ingest edge accepts of our own post
                 raise ValueError(f"not a language tag: {tag[:20]!r}")
         return value
 
 
 class ReplyBody(NewPostBody):
-    parent: str = Field(pattern=AT_URI, max_length=2048, description="AT-URI of the indexed post replied to")
+    parent: AtUri = Field(description="AT-URI of the indexed post replied to")
 
     @field_validator("parent")
     @classmethod
@@ -71,7 +69,7 @@ class ReplyBody(NewPostBody):
 class SubjectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(pattern=AT_URI, max_length=2048, description="AT-URI of an indexed post")
+    uri: AtUri = Field(description="AT-URI of an indexed post")
 
     @field_validator("uri")
     @classmethod
@@ -82,7 +80,7 @@ class SubjectBody(BaseModel):
 class AccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    did: str = Field(pattern=DID, max_length=2048, description="DID of the account")
+    did: Did = Field(description="DID of the account")
 
 
 class CreatedPostResponse(BaseModel):

@@ -12,7 +12,7 @@ from services import feeds
 from services.db import session_scope
 from services.pagination import InvalidCursor
 
-from ..auth import BEARER, optional_viewer, require_viewer
+from ..auth import BEARER, OPTIONAL_BEARER, optional_viewer, require_viewer
 from ..errors import ApiError
 from ..extensions import settings
 from ..schemas import ERRORS, FeedResponse, PageQuery, Problem
@@ -33,7 +33,7 @@ def paging_session() -> Iterator[Session]:
         raise ApiError(400, "Bad Request", "The cursor is not one this API returned") from None
 
 
-@api.get("/feed/global", responses={200: FeedResponse, **PAGE_ERRORS})
+@api.get("/feed/global", security=OPTIONAL_BEARER, responses={200: FeedResponse, **PAGE_ERRORS})
 def global_feed(query: PageQuery):
     """Posts with a cannabis hashtag, newest first."""
     viewer = optional_viewer()
@@ -42,7 +42,7 @@ def global_feed(query: PageQuery):
     return {"posts": posts, "cursor": cursor}
 
 
-@api.get("/feed/local", responses={200: FeedResponse, **PAGE_ERRORS})
+@api.get("/feed/local", security=OPTIONAL_BEARER, responses={200: FeedResponse, **PAGE_ERRORS})
 def local_feed(query: PageQuery):
     """Posts of Cannect members, newest first."""
     viewer = optional_viewer()

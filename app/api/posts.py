@@ -1,4 +1,10 @@
-"""Reading posts: one post, its thread, its replies."""
+"""Reading posts: one post, its thread, its replies.
+
+The post's AT-URI travels in the path, slashes and all (URL-encoded or not: the server decodes
+``%2F`` before routing). ``/thread`` and ``/replies`` name those endpoints only after a complete
+AT-URI (``at://authority/collection/rkey``, exactly three parts, none with a slash), so a post
+whose record key is literally ``thread`` or ``replies`` is still ``GET /api/post/<its uri>``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,30 @@ from typing import Literal
 
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.routing import BaseConverter
 
 from services.db import session_scope
 from services.threads import post_replies, post_thread
 from services.views import post_views
 
-from ..auth import optional_viewer
+from ..auth import OPTIONAL_BEARER, optional_viewer
 from ..errors import ApiError
 from ..extensions import settings
 from ..schemas import ERRORS, FeedResponse, PageQuery, PostResponse, PostUriPath, PostView, Problem, QueryModel
 from .feeds import PAGE_ERRORS, paging_session
 
 api = APIBlueprint("posts", __name__, url_prefix="/api", abp_tags=[Tag(name="posts")])
+
+
+class AtUriConverter(BaseConverter):
+    """``<aturi:uri>``: a whole AT-URI, three slash-free parts after ``at://``.
+
+    Only the routes with a suffix use it; ``/post/<path:uri>`` takes anything else, so a
+    malformed URI is still a 422 naming the field, not a 404 from the router.
+    """
+
+    regex = r"at://[^/]+/[^/]+/[^/]+"
+    part_isolating = False
 
 
 class ThreadQuery(QueryModel):
@@ -62,9 +80,14 @@ def not_indexed() -> ApiError:
     return ApiError(404, "Not Found", "No such post in the Cannect index")
 
 
-@api.get("/post/<path:uri>", responses={200: PostResponse, 404: Problem, **ERRORS})
+@api.get("/post/<path:uri>", security=OPTIONAL_BEARER, responses={200: PostResponse, 404: Problem, **ERRORS})
 def get_post(path: PostUriPath):
-    """One post with its author, counts and the viewer's like/repost."""
+    """One post with its author, counts and the viewer's like/repost.
+
+    The record key may be anything the lexicon allows, ``thread`` and ``replies`` included:
+    ``/api/post/at://did:plc:x/app.bsky.feed.post/thread`` is that post, and
+    ``.../app.bsky.feed.post/thread/thread`` its thread.
+    """
     viewer = optional_viewer()
     with session_scope() as session:
         views = post_views(session, [path.uri], viewer, settings().avatar_cdn)
@@ -73,7 +96,8 @@ def get_post(path: PostUriPath):
     return {"post": views[0]}
 
 
-@api.get("/post/<path:uri>/thread", responses={200: ThreadResponse, 404: Problem, **ERRORS})
+@api.get("/post/<aturi:uri>/thread", security=OPTIONAL_BEARER,
+         responses={200: ThreadResponse, 404: Problem, **ERRORS})
 def get_thread(path: PostUriPath, query: ThreadQuery):
     """The post, its parents (nearest first, nested) and its replies (oldest first, nested)."""
     viewer = optional_viewer()
@@ -84,7 +108,8 @@ def get_thread(path: PostUriPath, query: ThreadQuery):
     return {"thread": thread}
 
 
-@api.get("/post/<path:uri>/replies", responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
+@api.get("/post/<aturi:uri>/replies", security=OPTIONAL_BEARER,
+         responses={200: FeedResponse, 404: Problem, **PAGE_ERRORS})
 def get_replies(path: PostUriPath, query: PageQuery):
     """Direct replies to the post, oldest first."""
     viewer = optional_viewer()

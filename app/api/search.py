@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services import search
 
-from ..auth import optional_viewer
+from ..auth import OPTIONAL_BEARER, optional_viewer
 from ..extensions import settings
 from ..schemas import PostView, ProfileView, QueryModel
 from .feeds import PAGE_ERRORS, paging_session
@@ -35,7 +35,7 @@ class SearchResponse(BaseModel):
     cursor: str | None
 
 
-@api.get("/search", responses={200: SearchResponse, **PAGE_ERRORS})
+@api.get("/search", security=OPTIONAL_BEARER, responses={200: SearchResponse, **PAGE_ERRORS})
 def search_endpoint(query: SearchQuery):
     """Posts newest first, or accounts best known first."""
     viewer = optional_viewer()
