@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/ws.py
+	$(BIN)/python bench/push.py
 
 clean:
 	rm -rf $(VENV) .cannect .pytest_cache

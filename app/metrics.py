@@ -1,10 +1,13 @@
-"""Prometheus metrics at ``/metrics``: request latency per endpoint and errors, WebSockets.
+"""Prometheus metrics at ``/metrics``: request latency per endpoint and errors, WebSockets, push.
 
 Each gunicorn worker process has its own registry: the WebSocket figures are per process.
+Push figures come from every push worker, through Redis (:class:`PushCollector`), and so do the
+listener's event counters (:class:`ListenerCollector`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Flask, Response, g, request
@@ -38,4 +41,77 @@ def init_app(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics():
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest() + _shared_metrics(), mimetype=CONTENT_TYPE_LATEST)
+
+
+class PushCollector:
+    """Push counters of every worker process, read from Redis at scrape time (services/push/stats.py)."""
+
+    def __init__(self, redis):
+        self.redis = redis
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        from services.push import stats
+
+        figures = stats.read(self.redis)
+        yield CounterMetricFamily("cannect_push_sent", "Pushes the push service accepted (2xx)",
+                                  value=figures["sent"])
+        for name, label, help_text in (
+                ("failed", "reason", "Pushes given up after their retries"),
+                ("removed", "reason", "Subscriptions deleted: refused by the push service or by the address checks"),
+                ("retried", "reason", "Push attempts that failed transiently (408, 429, 5xx, network): retried "
+                 "unless out of retries"),
+                ("skipped", "reason", "Pushes not sent: expired, deleted, unwanted, duplicate")):
+            family = CounterMetricFamily(f"cannect_push_{name}", help_text, labels=[label])
+            for reason, value in sorted(figures[name].items()):
+                family.add_metric([reason], value)
+            yield family
+        latency = figures["latency"]
+        yield HistogramMetricFamily("cannect_push_delivery_seconds",
+                                    "From the notification (or broadcast) to the push service's 2xx",
+                                    buckets=list(latency["buckets"].items()), sum_value=latency["sum"])
+
+
+class ListenerCollector:
+    """The listener's event counters (services/listener_state.py), read from Redis at scrape time:
+    events seen and their outcome, and every skipped event by outcome and reason."""
+
+    def __init__(self, redis):
+        self.redis = redis
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        from services import listener_state
+
+        counters = listener_state.counters(self.redis)
+        events = CounterMetricFamily("cannect_listener_events", "Jetstream events the listener read, by outcome",
+                                     labels=["outcome"])
+        for outcome in listener_state.OUTCOMES:
+            events.add_metric([outcome], counters.totals.get(outcome, 0))
+        yield events
+        skipped = CounterMetricFamily("cannect_listener_skipped_events",
+                                      "Events the listener did not forward, by outcome and reason",
+                                      labels=["outcome", "reason"])
+        for (outcome, reason), value in sorted(counters.reasons.items()):
+            skipped.add_metric([outcome, reason], value)
+        yield skipped
+
+
+def _shared_metrics() -> bytes:
+    """Figures kept in Redis by other processes; left out (and logged) when Redis is away."""
+    from prometheus_client import CollectorRegistry
+    from redis import RedisError
+
+    from .extensions import get_redis
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PushCollector(get_redis()))
+    registry.register(ListenerCollector(get_redis()))
+    try:
+        return generate_latest(registry)
+    except RedisError:
+        logging.getLogger(__name__).warning("metrics kept in Redis left out: Redis is not answering")
+        return b""

@@ -1,7 +1,8 @@
 """``cannect``: one command line for every process and admin action.
 
 Processes (``listen``, ``worker``, ``scheduler``, ``web``, ``replay``) run in the foreground
-and stop cleanly on SIGTERM; admin actions (``migrate``, ``members``, ``status``) exit.
+and stop cleanly on SIGTERM; admin actions (``migrate``, ``members``, ``identity``, ``status``,
+``deadletters``) exit.
 Configuration comes from the environment (see ``cannect/config.py``).
 """
 
@@ -27,6 +28,19 @@ def _fail_on_config_error(func):
             click.echo(str(exc), err=True)
             sys.exit(2)
     return wrapper
+
+
+def _terminal_safe(text: str) -> str:
+    """Escape control characters (as JSON ``\\u`` escapes) in text from the network, so that
+    printing it cannot drive the operator's terminal. Valid JSON stays valid and equal."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else _u_escape(ord(ch)) for ch in text)
+
+
+def _u_escape(code: int) -> str:
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -181,6 +195,46 @@ def members_import(meta):
     click.echo(f"{len(listed)} members registered")
 
 
+@main.group()
+def identity():
+    """Handle verification: a DID's handle counts only when it resolves back to the DID."""
+
+
+@identity.command("resolve")
+@click.argument("actor")
+@_fail_on_config_error
+def identity_resolve(actor):
+    """Resolve ACTOR (a DID, or a handle's DID) now, skipping caches; store the verdict if known.
+
+    Prints the DID, its verified handle (or -) and why. Exits 1 when a resolver is unreachable
+    or the handle names no DID.
+    """
+    import redis
+
+    from services.db import session_scope
+    from services.identity import IdentityResolver, Unreachable, resolve_and_store
+    from services.realtime import try_publish
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    resolver = IdentityResolver(settings, client)
+    try:
+        did = actor if actor.startswith("did:") else resolver.handle_did(actor, fresh=True)
+        if did is None:
+            click.echo(_terminal_safe(f"{actor} names no DID"), err=True)
+            sys.exit(1)
+        outcome = resolve_and_store(session_scope, resolver, did, fresh=True, avatar_cdn=settings.avatar_cdn)
+        verdict = outcome.verdict or resolver.verify(did, fresh=True)
+    except Unreachable as exc:
+        click.echo(_terminal_safe(f"unreachable: {exc}"), err=True)
+        sys.exit(1)
+    finally:
+        resolver.close()
+    try_publish(client, outcome.events)
+    stored = "stored" if outcome.verdict else "not stored (no profile)"
+    click.echo(_terminal_safe(f"{did}\t{verdict.handle or '-'}\t{verdict.reason}\t{stored}"))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--check", "max_silence", type=float, metavar="SECONDS",
@@ -199,7 +253,7 @@ def status(as_json, max_silence):
     with session_scope() as session:
         report = gather(redis.Redis.from_url(settings.redis_url), session)
     if as_json:
-        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        click.echo(_terminal_safe(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()))
     if max_silence is not None:
         saved_at = report["listener_saved_at"]
         if saved_at is None or time.time() - saved_at > max_silence:
@@ -216,9 +270,102 @@ def status(as_json, max_silence):
     click.echo(f"ingest applied   {ingest['events_applied']:,} events in {ingest['batches_applied']:,} batches "
                f"({ingest['duplicates_skipped']:,} duplicates skipped, {ingest['batches_waiting']} waiting, "
                f"{ingest['gaps_accepted']} gaps)")
+    letters = report["ingest_dead_letters"]
+    click.echo(f"dead-lettered    {letters['held']:,} events held ({letters['total']:,} ever)"
+               + (" - cannect deadletters list" if letters["held"] else ""))
+    for letter in letters["latest"]:
+        click.echo(_terminal_safe(f"  {letter['id']:>6}  {_label(letter)}: {letter['reason']}"))
     for name, depth in report["queues"].items():
         dead = report["dead_letters"][name]
         click.echo(f"queue {name:<10} {depth:,} pending" + (f", {dead:,} dead letters" if dead else ""))
+    push, latency = report["push"], report["push"]["latency_seconds"]
+    click.echo(f"push             sent {push['sent']:,}  failed {push['failed']:,}  removed {push['removed']:,}  "
+               f"retried {push['retried']:,}  skipped {push['skipped']:,}"
+               + (f"  (latency mean {latency['mean']:.2f}s, p95 <= {latency['p95_le']:g}s)"
+                  if latency["mean"] is not None else ""))
+
+
+def _label(letter: dict) -> str:
+    """did/collection/rkey at time_us, as logs name an event."""
+    where = "/".join(part or "?" for part in (letter["did"], letter["collection"]))
+    return where + (f"/{letter['rkey']}" if letter["rkey"] else "") + f" at {letter['time_us'] or '?'}"
+
+
+@main.group()
+def deadletters():
+    """Events left out of their batch because applying them failed on their own data."""
+
+
+@deadletters.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_fail_on_config_error
+def deadletters_list(limit, as_json):
+    """ID, time, batch, event (did/collection/rkey at time_us) and reason of each."""
+    from services.db import session_scope
+    from services.ingest import deadletters as letters
+
+    with session_scope() as session:
+        listed = [letters.as_dict(letter) for letter in letters.latest(session, limit)]
+    if as_json:
+        click.echo(_terminal_safe(orjson.dumps(listed, option=orjson.OPT_INDENT_2).decode()))
+        return
+    for letter in listed:
+        conn, seq = letter["batch"]
+        click.echo(_terminal_safe(f"{letter['id']}\t{letter['created_at'][:19]}\t{conn}/{seq}\t{_label(letter)}"
+                                  f"\t{letter['reason']}"))
+
+
+@deadletters.command("show")
+@click.argument("letter_id", type=int)
+@_fail_on_config_error
+def deadletters_show(letter_id):
+    """The dead letter as JSON, with the whole event."""
+    from services.db import session_scope
+    from services.ingest import deadletters as letters
+
+    with session_scope() as session:
+        letter = letters.get(session, letter_id)
+        view = letters.as_dict(letter, with_event=True) if letter else None
+    if view is None:
+        click.echo(f"no dead letter {letter_id}", err=True)
+        sys.exit(1)
+    click.echo(_terminal_safe(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode()))
+
+
+@deadletters.command("drop")
+@click.argument("letter_ids", type=int, nargs=-1)
+@click.option("--all", "drop_all", is_flag=True, help="Drop every dead letter.")
+@_fail_on_config_error
+def deadletters_drop(letter_ids, drop_all):
+    """Forget the given dead letters (or --all)."""
+    from services.db import session_scope
+    from services.ingest import deadletters as letters
+
+    if bool(letter_ids) == drop_all:
+        raise click.UsageError("give dead letter IDs or --all")
+    with session_scope() as session:
+        dropped = letters.drop(session, None if drop_all else list(letter_ids))
+    click.echo(f"dropped {dropped}")
+
+
+@main.group()
+def vapid():
+    """Web push (VAPID) keys."""
+
+
+@vapid.command("generate")
+def vapid_generate():
+    """Print a new VAPID key pair as VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY lines for .env.
+
+    Changing the keys invalidates every existing push subscription: browsers subscribed with
+    the old public key must subscribe again.
+    """
+    from services.push.keys import generate_vapid_keys
+
+    public, private = generate_vapid_keys()
+    click.echo(f"VAPID_PUBLIC_KEY={public}")
+    click.echo(f"VAPID_PRIVATE_KEY={private}")
 
 
 @main.command()

@@ -90,6 +90,8 @@ class Settings(DatabaseSettings):
     jwt_secret: str | None = Field(default=None, min_length=32)
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     refresh_ttl_days: int = Field(default=30, ge=1, le=365)
+    # An app session ends this long after sign-in however often it is refreshed.
+    session_max_age_days: int = Field(default=90, ge=1, le=3650)
     # Key for PDS tokens at rest (Fernet, urlsafe base64 of 32 bytes); derived from JWT_SECRET if unset.
     token_encryption_key: str | None = None
     # Where users' accounts live; createSession/createRecord go here.
@@ -101,11 +103,67 @@ class Settings(DatabaseSettings):
     rate_limit_login: str = "10/minute"
     # Reverse proxies in front of the web process whose X-Forwarded-For is trusted (nginx: 1).
     proxy_count: int = Field(default=0, ge=0, le=5)
+    # Largest request body the API reads (bodies are small JSON; no uploads pass through it).
+    max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     avatar_cdn: str = "https://cdn.bsky.app/img"
+    # Web push (services/push): the VAPID key pair (`cannect vapid generate`) and the contact
+    # push services see (mailto: or https:). All three, or none: push is then off.
     vapid_public_key: str | None = None
-    vapid_private_key: str | None = None
-    vapid_email: str | None = None
+    vapid_private_key: str | None = Field(default=None, validate_default=True)
+    vapid_email: str | None = Field(default=None, validate_default=True)
+    # A notification older than this is not pushed (also the TTL push services keep it).
+    push_ttl_seconds: int = Field(default=86400, ge=60, le=28 * 86400)
+    # Seconds to connect to a push service, and to get its whole answer.
+    push_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Retries of a push that failed for a transient reason (408, 429, 5xx, network).
+    push_max_retries: int = Field(default=8, ge=0, le=20)
+    # Subscriptions kept per member (browsers, devices); a new one beyond drops the oldest.
+    push_max_subscriptions_per_user: int = Field(default=20, ge=1, le=1000)
+    # Subscriptions one broadcast fan-out message covers.
+    push_broadcast_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Tests only: origins (scheme://host:port) push may call although they are not https or
+    # not public addresses. Empty in production.
+    push_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Admin endpoints (POST /api/push/broadcast): signed-in members with these DIDs, or any
+    # client sending ADMIN_TOKEN in the X-Admin-Token header.
+    admin_dids: Annotated[tuple[str, ...], NoDecode] = ()
+    admin_token: str | None = Field(default=None, min_length=32)
     port: int = Field(default=3000, ge=1, le=65535)
+
+    # Identity verification (services/identity): DID documents of did:plc come from the PLC
+    # directory; with HANDLE_RESOLVER_URL set, handles resolve through that XRPC service
+    # (com.atproto.identity.resolveHandle) instead of DNS TXT + https://<handle>/.well-known.
+    plc_directory_url: str = "https://plc.directory"
+    handle_resolver_url: str | None = None
+    # DNS servers for _atproto TXT and for the addresses of handle / did:web hosts, "ip[:port]"
+    # comma-separated; empty: the system's resolver configuration.
+    dns_nameservers: Annotated[tuple[str, ...], NoDecode] = ()
+    # Seconds for one lookup (DNS query, or one HTTPS fetch from connect to last byte).
+    identity_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How long a resolved DID document / handle is trusted; a failed lookup (no such DID or
+    # handle) for the shorter negative TTL. An identity event bypasses both.
+    identity_cache_ttl_seconds: int = Field(default=3600, ge=0, le=7 * 86400)
+    identity_negative_cache_ttl_seconds: int = Field(default=300, ge=0, le=86400)
+    # Handles are verified again after this long, even without an identity event.
+    identity_reverify_hours: float = Field(default=168.0, gt=0, le=24 * 365)
+    # Tests only: let handle / did:web hosts resolve to private or loopback addresses, trust
+    # this CA bundle (PEM) for their HTTPS, and reach them on this port instead of 443.
+    identity_allow_private_addresses: bool = False
+    identity_ca_bundle: str | None = None
+    identity_https_port: int = Field(default=443, ge=1, le=65535)
+
+    # /ws limits (app/ws.py): sockets per client IP in one web process, client messages per
+    # second per socket (and the burst allowed), the largest client message, posts one socket
+    # follows, and history replays (resumes with "since"): per socket and per IP per minute,
+    # and how many stream events one replay may scan.
+    ws_max_connections_per_ip: int = Field(default=100, ge=1, le=100_000)
+    ws_messages_per_second: float = Field(default=10.0, gt=0, le=1000)
+    ws_message_burst: int = Field(default=30, ge=1, le=10_000)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    ws_max_subscriptions: int = Field(default=500, ge=1, le=10_000)
+    ws_replays_per_minute: int = Field(default=10, ge=1, le=10_000)
+    ws_ip_replays_per_minute: int = Field(default=120, ge=1, le=100_000)
+    ws_replay_max_events: int = Field(default=5000, ge=100, le=50_000)
 
     @field_validator("redis_url")
     @classmethod
@@ -122,9 +180,11 @@ class Settings(DatabaseSettings):
             raise ValueError("must be a ws:// or wss:// URL such as wss://host/subscribe")
         return value
 
-    @field_validator("pds_url")
+    @field_validator("pds_url", "plc_directory_url", "handle_resolver_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s):// URL such as https://bsky.social")
@@ -144,6 +204,84 @@ class Settings(DatabaseSettings):
                                  "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')")
         return value
 
+    @field_validator("handle_resolver_url", "identity_ca_bundle", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _nameservers(cls, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for server in value:
+            try:
+                parse_nameserver(server)
+            except ValueError:
+                raise ValueError("must be IP addresses with an optional :port, comma-separated "
+                                 "(e.g. 1.1.1.1,127.0.0.1:5353,[::1]:53)") from None
+        return tuple(value)
+
+    @field_validator("vapid_public_key", "vapid_private_key", "vapid_email", "admin_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vapid_private_key")
+    @classmethod
+    def _vapid_pair(cls, value: str | None, info) -> str | None:
+        from services.push.keys import InvalidKey, check_vapid_pair
+
+        public = info.data.get("vapid_public_key")
+        if (value is None) != (public is None):
+            raise ValueError("set both VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY, or neither")
+        if value is not None:
+            try:
+                check_vapid_pair(public, value)
+            except InvalidKey as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("vapid_email")
+    @classmethod
+    def _vapid_contact(cls, value: str | None, info) -> str | None:
+        if value is None:
+            if info.data.get("vapid_private_key"):
+                raise ValueError("is required with the VAPID keys (mailto:you@example.org)")
+            return None
+        value = value.strip()
+        if "@" in value and not value.startswith(("mailto:", "https:")):
+            value = "mailto:" + value
+        if not (value.startswith("mailto:") and "@" in value or value.startswith("https://")):
+            raise ValueError("must be a mailto: address (or an https:// URL) push services can contact")
+        return value
+
+    @field_validator("push_insecure_test_origins", mode="before")
+    @classmethod
+    def _test_origins(cls, value):
+        from services.outbound import origin_of
+
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for origin in value:
+            try:
+                parts = urlsplit(origin)
+                parts.port  # noqa: B018  (raises on a bad port)
+            except ValueError:
+                parts = None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be origins such as http://127.0.0.1:8080, comma-separated")
+        return tuple(origin_of(origin) for origin in value)
+
+    @field_validator("admin_dids", mode="before")
+    @classmethod
+    def _admin_dids(cls, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not all(str(v).startswith("did:") for v in value):
+            raise ValueError("must be DIDs (did:plc:..., did:web:...), comma-separated")
+        return tuple(value)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value):
@@ -160,6 +298,26 @@ class Settings(DatabaseSettings):
         if not tags:
             raise ValueError("must list at least one tag, comma-separated")
         return tags
+
+
+def parse_nameserver(value: str) -> tuple[str, int]:
+    """``ip``, ``ip:port`` or ``[ipv6]:port`` -> (ip, port); ValueError when it is none of them."""
+    import ipaddress
+
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") if rest else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(value)
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    ipaddress.ip_address(host)
+    number = int(port) if port else 53
+    if not 0 < number < 65536:
+        raise ValueError(value)
+    return host, number
 
 
 def load_settings(cls: type[DatabaseSettings] = None, **overrides) -> Settings:

@@ -2,8 +2,10 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest worker, scheduler and web app as child processes of
-their own (as a deployment would) until Ctrl-C.
+the replay server, listener, ingest and identity workers, scheduler and web app as child
+processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
+the PLC directory and handle resolution for the capture's accounts, so handles are verified
+offline as they would be against the real network.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         click.echo(f"embedded {name.split('_')[0].lower()}: {name}={url}")
     replay_port = free_port() if _port_taken(REPLAY_PORT) else REPLAY_PORT
     os.environ.setdefault("JETSTREAM_URL", f"ws://127.0.0.1:{replay_port}/subscribe")
+    os.environ.setdefault("PLC_DIRECTORY_URL", f"http://127.0.0.1:{replay_port}")
+    os.environ.setdefault("HANDLE_RESOLVER_URL", f"http://127.0.0.1:{replay_port}")
     os.environ["PORT"] = str(web_port)
     os.environ.setdefault("JWT_SECRET", _local_secret())
 
@@ -45,10 +49,13 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     processes = {
         "replay": _cannect("replay", "--file", capture, "--port", str(replay_port), "--speed", str(speed)),
         "worker": _cannect("worker", "--queues", "ingest", "--processes", "1", "--threads", "2"),
+        "identity": _cannect("worker", "--queues", "identity", "--processes", "1", "--threads", "4"),
         "listener": _cannect("listen"),
         "scheduler": _cannect("scheduler"),
         "web": _cannect("web", "--port", str(web_port)),
     }
+    if os.environ.get("VAPID_PRIVATE_KEY"):  # web push configured: deliver it
+        processes["push"] = _cannect("worker", "--queues", "push", "--processes", "1", "--threads", "8")
     children = {name: subprocess.Popen(argv) for name, argv in processes.items()}
     time.sleep(1.5)
     click.echo(click.style(f"""

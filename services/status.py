@@ -10,10 +10,13 @@ from sqlalchemy.orm import Session
 from models import IngestPending
 
 from . import listener_state
-from .ingest import read_state
+from .ingest import deadletters, read_state
+from .push import stats as push_stats
 
+#: Dead-lettered events listed (newest first) in the status.
+LATEST_DEAD_LETTERS = 5
 #: Queues every deployment has; others are discovered from Redis.
-KNOWN_QUEUES = ("ingest",)
+KNOWN_QUEUES = ("identity", "ingest", "push")
 _NAMESPACE = "dramatiq"
 
 
@@ -49,6 +52,7 @@ def gather(redis, session: Session | None) -> dict:
                    "reasons": {k: v for k, v in sorted(stats.items()) if ":" in k}},
         "queues": {name: depth["pending"] for name, depth in queues.items()},
         "dead_letters": {name: depth["dead_letters"] for name, depth in queues.items()},
+        "push": push_stats.summary(redis),
     }
     if session is not None:
         state = read_state(session)
@@ -61,5 +65,12 @@ def gather(redis, session: Session | None) -> dict:
             "duplicates_skipped": state.duplicates_skipped if state else 0,
             "gaps_accepted": state.gaps_accepted if state else 0,
             "batches_waiting": session.scalar(select(func.count()).select_from(IngestPending)),
+        }
+        # Events left out of their batch (services/ingest/deadletters.py); not Dramatiq's queues.
+        status["ingest_dead_letters"] = {
+            "held": deadletters.count(session),
+            "total": state.events_dead_lettered if state else 0,
+            "latest": [{key: view[key] for key in ("id", "time_us", "did", "collection", "rkey", "reason")}
+                       for view in map(deadletters.as_dict, deadletters.latest(session, LATEST_DEAD_LETTERS))],
         }
     return status

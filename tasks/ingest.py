@@ -6,7 +6,14 @@
 - Idempotency: ``(conn, seq)`` of the batch and the ``time_us`` of each event, both checked
   in the same transaction as the writes (see ``services/ingest``).
 - Retries: a batch must never be dropped (later batches would wait for it), so transient
-  failures retry for hours with backoff capped at a minute.
+  failures retry for hours with backoff capped at a minute. An event that fails on its own
+  data does not fail the batch: it is left out into ``ingest_dead_letters`` (logged with its
+  DID, collection, rkey, time_us and reason) and the rest is applied.
+- Logs name the batch (``conn/seq``) and event counts, never the events (``tasks/broker.py``
+  keeps Dramatiq from printing message arguments).
+- Identity: after the commit, the accounts a batch gave a profile and those whose identity
+  event it saw are queued for handle resolution (``tasks/identity.py``, once per DID). A
+  failed enqueue is logged: the scheduler's identity sweep finds those profiles anyway.
 - Realtime: the events of what a batch changed are read inside its transaction and published
   to the realtime stream after the commit (never for a rollback). A publish that fails is
   logged, not retried: the batch is committed, a retry would find it a duplicate, and clients
@@ -24,6 +31,8 @@ from cannect.config import get_settings
 from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
 from services.realtime import collect_events, try_publish
+
+from . import identity
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +57,12 @@ def apply_batch(batch: dict) -> None:
                                    settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
         try_publish(_redis(), events)
-    log.log(logging.DEBUG if outcome.verdict == "apply" else logging.INFO,
-            "ingest %s/%s: %s (%d batches, %d events, %d duplicates, %d posts indexed)",
+    _request_identity(outcome.changes)
+    level = logging.WARNING if outcome.dead_lettered else logging.DEBUG if outcome.verdict == "apply" else logging.INFO
+    log.log(level,
+            "ingest %s/%s: %s (%d batches, %d events, %d duplicates, %d dead-lettered, %d posts indexed)",
             batch["conn"], batch["seq"], outcome.verdict, outcome.batches, outcome.events,
-            outcome.duplicates, len(outcome.indexed_posts))
+            outcome.duplicates, outcome.dead_lettered, len(outcome.indexed_posts))
 
 
 @dramatiq.actor(queue_name="ingest", actor_name="ingest.drain_parked", max_retries=3, time_limit=10 * 60_000)
@@ -63,5 +74,16 @@ def drain() -> None:
             outcome = drain_parked(session, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
         try_publish(_redis(), events)
+    _request_identity(outcome.changes)
     if outcome.batches:
-        log.warning("ingest: drained %d parked batches (%d events)", outcome.batches, outcome.events)
+        log.warning("ingest: drained %d parked batches (%d events, %d dead-lettered)",
+                    outcome.batches, outcome.events, outcome.dead_lettered)
+
+
+def _request_identity(changes_list) -> None:
+    """After the commit: resolve the handles of new profiles and of accounts with an identity event."""
+    try:
+        identity.request({did for changes in changes_list for did in changes.new_profiles})
+        identity.request({did for changes in changes_list for did in changes.identity_refresh}, refresh=True)
+    except redis.RedisError:
+        log.warning("ingest: could not queue identity resolution (the sweep will)", exc_info=True)

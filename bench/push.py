@@ -1,0 +1,251 @@
+"""Web push delivery: deliveries per second, and enqueue -> decrypted latency.
+
+A fresh database gets ``--members`` members, each with one subscription to the fake push
+service of tests/fakes/push.py, run in a process of its own: it verifies every VAPID JWT
+(PyJWT) and decrypts every payload (http_ece, aes128gcm) as a browser would, and stamps the
+time each push was decrypted. The real ``push`` worker (``dramatiq tasks --queues push``,
+``--processes`` x ``--threads``) delivers through the SSRF-guarded client, as deployed, with
+fewer threads than the Procfile: the local endpoint answers in under a millisecond, where a
+real push service takes 50-300 ms, and idle threads only contend for the GIL here.
+
+1. Throughput: ``--deliveries`` ``push.deliver`` messages (one per notification) are queued
+   while the worker is stopped; the worker starts; deliveries/s is counted from the first
+   decrypted push to the last (the worker's start-up is not counted).
+2. Latency: with the worker idle and warm, ``--rate`` messages a second for ``--seconds``;
+   each one's latency is its decryption time minus its enqueue time (one clock: one machine).
+
+Uses DATABASE_URL / REDIS_URL when set, else embedded servers; creates its own database and
+drops it at the end. It clears the ``push`` queue and push counters of that Redis: never
+point it at a Redis that serves a deployment. Usage:
+    python bench/push.py [--deliveries 10000] [--processes 2] [--threads 2] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+from cannect.embedded import ensure_services  # noqa: E402
+
+
+# -- the push service, in its own process ------------------------------------------------------
+
+def push_service_process(vapid_public: str, subscribers: int, conn) -> None:
+    from fakes.push import FakePushService
+
+    with FakePushService(vapid_public_key=vapid_public) as service:
+        conn.send((service.origin, [service.subscriber().as_json() for _ in range(subscribers)]))
+        while True:
+            command = conn.recv()
+            if command == "stop":
+                return
+            with service._lock:
+                received = [(r.payload.get("id"), r.at, r.status) for r in service.received]
+                errors = list(service.errors)
+            conn.send((received, errors))
+
+
+class PushService:
+    def __init__(self, vapid_public: str, subscribers: int):
+        self.conn, theirs = multiprocessing.Pipe()
+        self.proc = multiprocessing.get_context("fork").Process(
+            target=push_service_process, args=(vapid_public, subscribers, theirs), daemon=True)
+        self.proc.start()
+        self.origin, self.subscriptions = self.conn.recv()
+
+    def received(self) -> tuple[list[tuple[str, float, int]], list[str]]:
+        self.conn.send("report")
+        return self.conn.recv()
+
+    def wait_for(self, count: int, timeout: float) -> list[tuple[str, float, int]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            received, errors = self.received()
+            if errors:
+                raise RuntimeError(f"the push service refused pushes: {errors[:3]}")
+            if len(received) >= count:
+                return received
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(received)} of {count} pushes arrived in {timeout:.0f} s")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.proc.join(timeout=10)
+
+
+# -- database ----------------------------------------------------------------------------------
+
+def fresh_database(admin_url: str) -> str:
+    from alembic import command
+
+    from conftest import _with_database
+    from migrations import alembic_config
+
+    name = f"cannect_bench_push_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin_url, name)
+    command.upgrade(alembic_config(url.replace("postgresql://", "postgresql+psycopg://", 1)), "head")
+    return url
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(url: str, subscriptions: list[dict]) -> list[tuple[int, str]]:
+    """One member per subscription, an actor with a profile and a post; (subscription id, member DID)."""
+    actor = "did:plc:" + "a" * 24
+    now = datetime.now(timezone.utc)
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO profiles (did, handle, display_name, avatar_cid) "
+                     "VALUES (%s, 'grower.bench', 'Bench Grower', 'bafkreiavatar')", (actor,))
+        members = []
+        for n, sub in enumerate(subscriptions):
+            did = f"did:plc:{n:024d}"
+            conn.execute("INSERT INTO profiles (did, handle, is_cannect_user, member_since) VALUES (%s, %s, true, %s)",
+                         (did, f"member{n}.bench", now))
+            conn.execute("INSERT INTO posts (uri, cid, author_did, text, created_at, sort_at, indexed_time_us) "
+                         "VALUES (%s, 'bafyreibench', %s, 'My first grow tent is set up #cannabis', %s, %s, 1)",
+                         (f"at://{did}/app.bsky.feed.post/3kbench", did, now, now))
+            [(sub_id,)] = conn.execute(
+                "INSERT INTO push_subscriptions (user_did, endpoint, p256dh, auth) VALUES (%s, %s, %s, %s) RETURNING id",
+                (did, sub["endpoint"], sub["keys"]["p256dh"], sub["keys"]["auth"])).fetchall()
+            members.append((sub_id, did))
+    return members
+
+
+def new_notifications(url: str, members: list[tuple[int, str]], count: int) -> list[tuple[int, int]]:
+    """``count`` likes of the members' posts, round robin; (subscription id, notification id) each."""
+    actor = "did:plc:" + "a" * 24
+    pairs = []
+    with psycopg.connect(url) as conn:
+        for n in range(count):
+            sub_id, did = members[n % len(members)]
+            [(notification_id,)] = conn.execute(
+                "INSERT INTO notifications (recipient_did, type, actor_did, subject_uri, reason_uri) "
+                "VALUES (%s, 'like', %s, %s, %s) RETURNING id",
+                (did, actor, f"at://{did}/app.bsky.feed.post/3kbench",
+                 f"at://{actor}/app.bsky.feed.like/{uuid.uuid4().hex[:13]}")).fetchall()
+            pairs.append((sub_id, notification_id))
+    return pairs
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(p) for p in path.read_text().split()] if path.exists() else []
+    return [pid] + [grandchild for kid in kids for grandchild in process_tree(kid)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deliveries", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=500, help="members, one subscription each")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0, help="latency phase: messages per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency phase: how long")
+    args = parser.parse_args()
+
+    ensure_services(ROOT / ".cannect" / "bench")
+    from services.push.keys import generate_vapid_keys
+
+    vapid_public, vapid_private = generate_vapid_keys()
+    service = PushService(vapid_public, args.members)
+    admin_url = os.environ["DATABASE_URL"]
+    url = fresh_database(admin_url)
+    env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+               VAPID_PUBLIC_KEY=vapid_public, VAPID_PRIVATE_KEY=vapid_private, VAPID_EMAIL="mailto:bench@cannect.space",
+               PUSH_INSECURE_TEST_ORIGINS=service.origin)
+    os.environ.update(env)
+    queue = redis.Redis.from_url(env["REDIS_URL"])
+    for key in list(queue.scan_iter("dramatiq:push*")) + list(queue.scan_iter("cannect:push:*")):
+        queue.delete(key)
+    worker = None
+    try:
+        members = seed(url, service.subscriptions)
+        from tasks.push import deliver
+
+        pairs = new_notifications(url, members, args.deliveries)
+        started = time.perf_counter()
+        for pair in pairs:
+            deliver.send(*pair)
+        enqueue_s = time.perf_counter() - started
+
+        with tempfile.TemporaryDirectory() as logs:
+            log = open(Path(logs) / "worker.log", "wb")
+            worker = subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks", "--queues", "push",
+                                       "--processes", str(args.processes), "--threads", str(args.threads)],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            service.wait_for(1, timeout=120)
+            workers = process_tree(worker.pid)
+            cpu_before = {pid: cpu_seconds(pid) for pid in workers + [service.proc.pid]}
+            received = service.wait_for(args.deliveries, timeout=600)
+            cpu_used = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+            times = sorted(at for _, at, _ in received)
+            throughput = (len(times) - 1) / (times[-1] - times[0])
+            worker_cpu_ms = sum(v for pid, v in cpu_used.items() if pid != service.proc.pid) * 1000 / len(times)
+            service_cpu_ms = cpu_used[service.proc.pid] * 1000 / len(times)
+
+            # Latency: paced messages to the warm, idle worker.
+            paced = new_notifications(url, members, int(args.rate * args.seconds))
+            sent_at: dict[str, float] = {}
+            start = time.perf_counter()
+            for n, (sub_id, notification_id) in enumerate(paced):
+                delay = start + n / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent_at[str(notification_id)] = time.time()
+                deliver.send(sub_id, notification_id)
+            received = service.wait_for(args.deliveries + len(paced), timeout=300)
+            latencies = sorted((at - sent_at[pid]) * 1000 for pid, at, _ in received if pid in sent_at)
+            if worker.poll() is not None:
+                raise RuntimeError("the worker died:\n" + (Path(logs) / "worker.log").read_text()[-3000:])
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+        service.stop()
+        drop_database(admin_url, url)
+
+    print(f"\nweb push benchmark: {args.deliveries:,} deliveries to {args.members} subscriptions, worker "
+          f"{args.processes} process(es) x {args.threads} threads, {os.cpu_count()} cores "
+          f"(worker, push service, PostgreSQL and Redis share them)")
+    print(f"  enqueue                  {args.deliveries / enqueue_s:,.0f} messages/s (one push.deliver each)")
+    print(f"  deliveries               {throughput:,.0f} per second (first to last decrypted push)")
+    print(f"  CPU per delivery         worker {worker_cpu_ms:.2f} ms, push service {service_cpu_ms:.2f} ms")
+    print(f"  enqueue -> decrypted     p50 {percentile(latencies, 0.5):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms, "
+          f"p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms "
+          f"({len(latencies):,} pushes at {args.rate:g}/s)")
+
+
+if __name__ == "__main__":
+    main()
