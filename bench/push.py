@@ -13,9 +13,18 @@ real push service takes 50-300 ms, and idle threads only contend for the GIL her
    decrypted push to the last (the worker's start-up is not counted).
 2. Latency: with the worker idle and warm, ``--rate`` messages a second for ``--seconds``;
    each one's latency is its decryption time minus its enqueue time (one clock: one machine).
+3. Event -> decrypted push (``--pipeline-rate`` > 0): the whole chain as deployed. The replay
+   server (``cannect replay``) follows a capture file that this script appends Jetstream like
+   events of the members' posts to, ``--pipeline-rate`` a second for ``--seconds``; the real
+   listener, ``ingest``, ``notify`` and ``push`` workers carry each to a notification, its
+   fan-out and its push. Latency is the decryption time minus the time the line was appended:
+   it includes the replay server's file polling (up to ``cannect.replay.POLL_INTERVAL_S``,
+   0.2 s) and the listener's micro-batching (``INGEST_BATCH_MS``), so it is an upper bound of
+   the time from the event entering the listener.
 
 Uses DATABASE_URL / REDIS_URL when set, else embedded servers; creates its own database and
-drops it at the end. It clears the ``push`` queue and push counters of that Redis: never
+drops it at the end. It clears the ``push`` queue and push counters of that Redis (and, for
+phase 3, the ``ingest`` and ``notify`` queues and the listener's state): never
 point it at a Redis that serves a deployment. Usage:
     python bench/push.py [--deliveries 10000] [--processes 2] [--threads 2] [--rate 200]
 """
@@ -173,6 +182,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0, help="latency phase: messages per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency phase: how long")
+    parser.add_argument("--pipeline-rate", type=float, default=20.0,
+                        help="event -> push phase: like events a second (0: skip it)")
     args = parser.parse_args()
 
     ensure_services(ROOT / ".cannect" / "bench")
@@ -229,6 +240,9 @@ def main() -> None:
             latencies = sorted((at - sent_at[pid]) * 1000 for pid, at, _ in received if pid in sent_at)
             if worker.poll() is not None:
                 raise RuntimeError("the worker died:\n" + (Path(logs) / "worker.log").read_text()[-3000:])
+            pipeline = (pipeline_latency(env, url, members, service, args.pipeline_rate, args.seconds,
+                                         args.deliveries + len(paced), Path(logs))
+                        if args.pipeline_rate > 0 else None)
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -245,6 +259,86 @@ def main() -> None:
     print(f"  enqueue -> decrypted     p50 {percentile(latencies, 0.5):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms, "
           f"p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms "
           f"({len(latencies):,} pushes at {args.rate:g}/s)")
+    if pipeline:
+        print(f"  event -> decrypted       p50 {percentile(pipeline, 0.5):.1f} ms, p95 {percentile(pipeline, 0.95):.1f} ms, "
+              f"max {pipeline[-1]:.1f} ms ({len(pipeline):,} like events at {args.pipeline_rate:g}/s through "
+              f"replay -> listener -> ingest -> notify -> push)")
+
+
+def pipeline_latency(env: dict, url: str, members: list[tuple[int, str]], service: PushService, rate: float,
+                     seconds: float, already: int, logs: Path) -> list[float]:
+    """Append like events to a followed capture; each one's time from the append to its decrypted push."""
+    import orjson
+
+    queue = redis.Redis.from_url(env["REDIS_URL"])  # a listener of an earlier run must not be resumed
+    for key in ["cannect:listener:state", *queue.scan_iter("dramatiq:ingest*"), *queue.scan_iter("dramatiq:notify*")]:
+        queue.delete(key)
+    capture = logs / "live.jsonl"
+    fan = "did:plc:" + "b" * 24
+    start_us = time.time_ns() // 1000
+    capture.write_bytes(orjson.dumps({"did": fan, "time_us": start_us, "kind": "identity",
+                                      "identity": {"did": fan, "seq": 1, "time": "2026-07-04T14:00:00Z"}}) + b"\n")
+    port = _free_port()
+    env = dict(env, JETSTREAM_URL=f"ws://127.0.0.1:{port}/subscribe")
+    commands = {"replay": ["cannect.cli", "replay", "--file", str(capture), "--port", str(port)],
+                "listener": ["cannect.cli", "listen"],
+                "ingest": ["dramatiq", "tasks", "--queues", "ingest", "--processes", "1", "--threads", "2"],
+                "notify": ["dramatiq", "tasks", "--queues", "notify", "--processes", "1", "--threads", "2"]}
+    procs = []
+    try:
+        for name, argv in commands.items():
+            procs.append(subprocess.Popen([sys.executable, "-m", *argv], env=env, start_new_session=True,
+                                          stdout=open(logs / f"{name}.log", "wb"), stderr=subprocess.STDOUT))
+            if name == "replay":
+                time.sleep(1.0)
+        _wait_applied(url, start_us, timeout=60)
+        count = int(rate * seconds)
+        appended: dict[str, float] = {}
+        with open(capture, "ab") as out:
+            begin = time.perf_counter()
+            for n in range(count):
+                delay = begin + n / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                _, did = members[n % len(members)]
+                rkey = f"3kbenchlike{n:06d}"
+                line = orjson.dumps({"did": fan, "time_us": time.time_ns() // 1000, "kind": "commit", "commit": {
+                    "rev": f"3kbenchrev{n:06d}", "operation": "create", "collection": "app.bsky.feed.like",
+                    "rkey": rkey, "cid": "bafyreibenchlike", "record": {
+                        "$type": "app.bsky.feed.like", "createdAt": "2026-07-04T14:00:00Z",
+                        "subject": {"uri": f"at://{did}/app.bsky.feed.post/3kbench", "cid": "bafyreibench"}}}})
+                out.write(line + b"\n")
+                out.flush()
+                appended[f"at://{fan}/app.bsky.feed.like/{rkey}"] = time.time()
+        received = service.wait_for(already + count, timeout=120)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+    with psycopg.connect(url) as conn:
+        reasons = dict(conn.execute("SELECT id::text, reason_uri FROM notifications WHERE actor_did = %s", (fan,)))
+    return sorted((at - appended[reasons[nid]]) * 1000 for nid, at, _ in received if nid in reasons)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_applied(url: str, time_us: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT applied_time_us FROM ingest_state").fetchone()
+            if row and row[0] and row[0] >= time_us:
+                return
+            time.sleep(0.1)
+    raise RuntimeError("the listener and ingest worker did not start within the timeout")
 
 
 if __name__ == "__main__":

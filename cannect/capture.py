@@ -604,8 +604,9 @@ class _Generator:
             content = self.tagged_text(text, [tag], "facet")
         elif r < 0.06:
             content = {"text": rng.choice(DECOY_TEXTS)}
-        elif r < 0.09:
-            content = self.mention_text(rng.choice(NETWORK_TEXTS["en"]), self.network_account())
+        elif r < 0.09:  # a few mention a member: notified, though the post is not indexed
+            mentioned = self.member() if r >= 0.085 else self.network_account()
+            content = self.mention_text(rng.choice(NETWORK_TEXTS["en"]), mentioned)
         else:
             content = {"text": rng.choice(NETWORK_TEXTS[lang])}
         record = self.post_record(content, lang, embed=self.maybe_media())

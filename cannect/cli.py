@@ -2,7 +2,7 @@
 
 Processes (``listen``, ``worker``, ``scheduler``, ``web``, ``replay``) run in the foreground
 and stop cleanly on SIGTERM; admin actions (``migrate``, ``members``, ``identity``, ``status``,
-``deadletters``) exit.
+``deadletters``) exit; ``notifications tail`` follows members' live notifications.
 Configuration comes from the environment (see ``cannect/config.py``).
 """
 
@@ -193,6 +193,39 @@ def members_import(meta):
         for member in listed:
             add_member(session, member["did"], member.get("handle"))
     click.echo(f"{len(listed)} members registered")
+
+
+@main.group()
+def notifications():
+    """Members' notifications."""
+
+
+@notifications.command("tail")
+@click.argument("did", required=False)
+@click.option("--from-start", is_flag=True, help="Begin with the oldest event the live stream keeps.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many notifications.")
+@_fail_on_config_error
+def notifications_tail(did, from_start, count):
+    """Print notifications as they go live (those of DID, or of every member), one JSON line each.
+
+    Reads the realtime stream the web processes deliver to members' sockets, so what it shows
+    is what a signed-in member's WebSocket receives. Ctrl-C to stop.
+    """
+    import redis as redis_lib
+
+    from services import realtime
+
+    client = redis_lib.Redis.from_url(get_settings().redis_url)
+    after = (0, 0) if from_start else realtime.last_id(client)
+    key = realtime.did_key(did) if did else None
+    while True:
+        for delivery in realtime.read_new(client, after, block_ms=5_000, count=500):
+            after = delivery.id
+            if delivery.type == "notification" and (key is None or delivery.key == key):
+                click.echo(_terminal_safe(delivery.text))
+                count = None if count is None else count - 1
+                if count == 0:
+                    return
 
 
 @main.group()

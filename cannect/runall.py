@@ -2,7 +2,7 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest and identity workers, scheduler and web app as child
+the replay server, listener, ingest, identity and notify workers, scheduler and web app as child
 processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
 the PLC directory and handle resolution for the capture's accounts, so handles are verified
 offline as they would be against the real network.
@@ -50,6 +50,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "replay": _cannect("replay", "--file", capture, "--port", str(replay_port), "--speed", str(speed)),
         "worker": _cannect("worker", "--queues", "ingest", "--processes", "1", "--threads", "2"),
         "identity": _cannect("worker", "--queues", "identity", "--processes", "1", "--threads", "4"),
+        "notify": _cannect("worker", "--queues", "notify", "--processes", "1", "--threads", "2"),
         "listener": _cannect("listen"),
         "scheduler": _cannect("scheduler"),
         "web": _cannect("web", "--port", str(web_port)),

@@ -4,7 +4,7 @@ from .b2b import ApiClient, ApiUsage
 from .base import Base
 from .ingest import IngestDeadLetter, IngestPending, IngestRecent, IngestState
 from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
-from .notifications import Notification, PushSubscription
+from .notifications import Notification, NotificationPreference, PushSubscription
 from .posts import Post
 from .sessions import AppSession, PdsSession
 from .social import Follow, Like, Profile, Repost, UserFollowState, UserPostState
@@ -14,6 +14,6 @@ metadata = Base.metadata
 __all__ = [
     "AppSession", "PdsSession",
     "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestDeadLetter", "IngestPending", "IngestRecent", "IngestState", "Like",
-    "Notification", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
+    "Notification", "NotificationPreference", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
 ]

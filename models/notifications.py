@@ -2,7 +2,8 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import ARRAY, BigInteger, Boolean, CheckConstraint, Identity, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, created_now
@@ -20,6 +21,10 @@ class Notification(Base):
     subject_uri: Mapped[str | None] = mapped_column(Text)
     # The record that caused it (the like, repost, follow or reply); one notification per cause.
     reason_uri: Mapped[str | None] = mapped_column(Text)
+    # For reply, mention and quote: the causing post as the app shows it (text, facets, embed,
+    # langs, createdAt, reply), kept here because that post need not be indexed.
+    reason_cid: Mapped[str | None] = mapped_column(Text)
+    reason_record: Mapped[dict | None] = mapped_column(JSONB)
     read: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = created_now()
 
@@ -29,6 +34,23 @@ class Notification(Base):
         Index("idx_notifications_recipient", "recipient_did", text("created_at DESC")),
         Index("idx_notifications_unread", "recipient_did", postgresql_where=text("NOT read")),
         Index("idx_notifications_actor", "actor_did"),
+        Index("idx_notifications_reason_uri", "reason_uri"),
+    )
+
+
+class NotificationPreference(Base):
+    """A member's push preferences (services/notifications/preferences.py); no row: the defaults."""
+
+    __tablename__ = "notification_preferences"
+
+    did: Mapped[str] = mapped_column(Text, primary_key=True)
+    push_reasons: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{like,repost,follow,reply,mention,quote}'::text[]"))
+    muted_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = created_now()
+
+    __table_args__ = (
+        CheckConstraint("push_reasons <@ '{like,repost,follow,reply,mention,quote}'::text[]", name="push_reasons"),
     )
 
 

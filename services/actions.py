@@ -55,6 +55,8 @@ GRAPHEME = regex.compile(r"\X")
 
 #: Where an action leaves the live updates to publish after its commit (session.info key).
 REALTIME_EVENTS = "realtime_events"
+#: session.info key: ids of the notifications an action created, announced after the commit.
+NEW_NOTIFICATIONS = "new_notifications"
 
 
 class NotFound(Exception):
@@ -244,6 +246,7 @@ def _index(session: Session, settings, did: str, commit: dict) -> list[Changes]:
     lock_index(session)
     changes = apply_events(session, [event], frozenset(settings.cannabis_tags))
     session.info.setdefault(REALTIME_EVENTS, []).extend(collect_events(session, changes, settings.avatar_cdn))
+    session.info.setdefault(NEW_NOTIFICATIONS, []).extend(nid for c in changes for nid in c.notification_ids)
     return changes
 
 

@@ -16,7 +16,7 @@ from .push import stats as push_stats
 #: Dead-lettered events listed (newest first) in the status.
 LATEST_DEAD_LETTERS = 5
 #: Queues every deployment has; others are discovered from Redis.
-KNOWN_QUEUES = ("identity", "ingest", "push")
+KNOWN_QUEUES = ("identity", "ingest", "notify", "push")
 _NAMESPACE = "dramatiq"
 
 

@@ -12,6 +12,6 @@ from .broker import setup_broker
 configure_logging()
 broker = setup_broker(get_settings())
 
-from . import identity, ingest, push  # noqa: E402  (actors need the broker above)
+from . import identity, ingest, notify, push  # noqa: E402  (actors need the broker above)
 
-__all__ = ["broker", "identity", "ingest", "push"]
+__all__ = ["broker", "identity", "ingest", "notify", "push"]

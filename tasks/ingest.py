@@ -14,6 +14,10 @@
 - Identity: after the commit, the accounts a batch gave a profile and those whose identity
   event it saw are queued for handle resolution (``tasks/identity.py``, once per DID). A
   failed enqueue is logged: the scheduler's identity sweep finds those profiles anyway.
+- Notifications: created in the batch's transaction (``docs/notification-rules.md``); after
+  the commit the ids of those it inserted go in one message to ``notify`` (``tasks/notify.py``),
+  which publishes them live and fans out their pushes. A failed enqueue is logged: they stay
+  listed in the app, only their announcement is lost.
 - Realtime: the events of what a batch changed are read inside its transaction and published
   to the realtime stream after the commit (never for a rollback). A publish that fails is
   logged, not retried: the batch is committed, a retry would find it a duplicate, and clients
@@ -32,7 +36,7 @@ from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
 from services.realtime import collect_events, try_publish
 
-from . import identity
+from . import identity, notify
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ def apply_batch(batch: dict) -> None:
                                    settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
         try_publish(_redis(), events)
+    _announce(outcome.changes)
     _request_identity(outcome.changes)
     level = logging.WARNING if outcome.dead_lettered else logging.DEBUG if outcome.verdict == "apply" else logging.INFO
     log.log(level,
@@ -74,10 +79,19 @@ def drain() -> None:
             outcome = drain_parked(session, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
         try_publish(_redis(), events)
+    _announce(outcome.changes)
     _request_identity(outcome.changes)
     if outcome.batches:
         log.warning("ingest: drained %d parked batches (%d events, %d dead-lettered)",
                     outcome.batches, outcome.events, outcome.dead_lettered)
+
+
+def _announce(changes_list) -> None:
+    """After the commit: publish the new notifications and send their pushes (``tasks/notify.py``)."""
+    try:
+        notify.request([nid for changes in changes_list for nid in changes.notification_ids])
+    except redis.RedisError:
+        log.error("ingest: could not queue the announcement of new notifications", exc_info=True)
 
 
 def _request_identity(changes_list) -> None:

@@ -73,6 +73,12 @@ class System:
     def start_identity_worker(self, name: str = "worker-identity", threads: int = 4) -> subprocess.Popen:
         return self.start(name, "worker", "--queues", "identity", "--processes", "1", "--threads", str(threads))
 
+    def start_notify_worker(self, name: str = "worker-notify", threads: int = 2) -> subprocess.Popen:
+        return self.start(name, "worker", "--queues", "notify", "--processes", "1", "--threads", str(threads))
+
+    def start_push_worker(self, name: str = "worker-push", threads: int = 8) -> subprocess.Popen:
+        return self.start(name, "worker", "--queues", "push", "--processes", "1", "--threads", str(threads))
+
     def wait_until_resolved(self, timeout: float = 120) -> None:
         """Until the identity queue is empty (call once ingest is done: it queues resolutions)."""
         deadline = time.monotonic() + timeout

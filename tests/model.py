@@ -36,6 +36,8 @@ PROFILE = "app.bsky.actor.profile"
 TAG_FEATURE = "app.bsky.richtext.facet#tag"
 INLINE_TAG_RE = re.compile(r"(?:^|\s)#(\w+)")
 PURGE_STATUSES = frozenset({"deleted", "takendown"})
+MENTION_FEATURE = "app.bsky.richtext.facet#mention"
+MAX_MENTIONS = 50
 
 __all__ = [
     "CommunityModel",
@@ -153,6 +155,9 @@ class CommunityModel:
         self.reposts: dict[str, tuple[str, str]] = {}
         self.follows: dict[str, tuple[str, str]] = {}
         self.profiles: dict[str, dict] = {}
+        # docs/notification-rules.md: (recipient, type, cause uri) -> (actor, subject uri)
+        self.notifications: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._by_cause: dict[str, set[tuple[str, str, str]]] = {}  # cause uri -> notification keys
 
         self._posts_by_author: dict[str, set[str]] = {}
         self._replies_by_parent: dict[str, set[str]] = {}  # parent uri -> indexed reply uris
@@ -220,6 +225,10 @@ class CommunityModel:
         uri = record_uri(did, collection, commit["rkey"])
         record = commit.get("record")
         if collection == POST:
+            if operation == "create" and isinstance(record, dict):
+                self._notify_post(did, uri, record)  # notification rule 4
+            if operation == "delete":
+                self._unnotify(uri)  # notification rule 5
             if operation in ("create", "update"):
                 self._post_upsert(did, uri, record, _str_or_none(commit.get("cid")))  # rule 1
             elif operation == "delete":
@@ -348,6 +357,7 @@ class CommunityModel:
             for e_uri in by_subject.pop(uri, set()):
                 actor, _subject = table.pop(e_uri)
                 _discard(by_actor, actor, e_uri)
+                self._unnotify(e_uri)
         parent_uri = post["reply_parent_uri"]
         if parent_uri is not None:
             _discard(self._replies_by_parent, parent_uri, uri)
@@ -375,6 +385,8 @@ class CommunityModel:
         by_subject.setdefault(subject_uri, set()).add(uri)
         by_actor.setdefault(did, set()).add(uri)
         self.posts[subject_uri][count_field] += 1
+        self._notify(self.posts[subject_uri]["author_did"], "like" if collection == LIKE else "repost",
+                     did, uri, subject_uri)  # notification rule 2
 
     def _engagement_delete(self, collection: str, uri: str) -> None:
         table, by_subject, by_actor, count_field = self._engagement_tables(collection)
@@ -382,6 +394,7 @@ class CommunityModel:
         if stored is None:
             return
         actor, subject_uri = stored
+        self._unnotify(uri)
         _discard(by_subject, subject_uri, uri)
         _discard(by_actor, actor, uri)
         self.posts[subject_uri][count_field] -= 1
@@ -402,12 +415,14 @@ class CommunityModel:
         self.follows[uri] = (did, subject)
         self._follows_from.setdefault(did, set()).add(uri)
         self._follows_to.setdefault(subject, set()).add(uri)
+        self._notify(subject, "follow", did, uri, None)  # notification rule 3
 
     def _follow_delete(self, uri: str) -> None:
         stored = self.follows.pop(uri, None)
         if stored is None:
             return
         follower, following = stored
+        self._unnotify(uri)
         _discard(self._follows_from, follower, uri)
         _discard(self._follows_to, following, uri)
         self.profiles[follower]["following_count"] -= 1
@@ -460,6 +475,52 @@ class CommunityModel:
         if did in self.profiles:
             self._set_handle_field(did, None)
             del self.profiles[did]  # and so its membership
+        for key, (actor, _) in list(self.notifications.items()):  # notification rule 6
+            if did in (key[0], actor):
+                del self.notifications[key]
+                self._by_cause[key[2]].discard(key)
+
+    # ---- notifications (docs/notification-rules.md) -----------------------------------------
+
+    def _notify(self, recipient: str | None, kind: str, actor: str, cause: str, subject: str | None) -> bool:
+        """Rule 1 and rule 7: members only, never oneself, once per recipient and cause."""
+        if recipient is None or recipient == actor or not self._is_member(recipient):
+            return False
+        if any(key[0] == recipient for key in self._by_cause.get(cause, ())):
+            return False
+        self.notifications[(recipient, kind, cause)] = (actor, subject)
+        self._by_cause.setdefault(cause, set()).add((recipient, kind, cause))
+        return True
+
+    def _unnotify(self, cause: str) -> None:
+        for key in self._by_cause.pop(cause, ()):
+            self.notifications.pop(key, None)
+
+    def _notify_post(self, did: str, uri: str, record: dict) -> None:
+        """Rule 4: reply (parent, then root), quote, mention; each member once."""
+        parent = _ref_uri(record, "reply", "parent", "uri")
+        root = _ref_uri(record, "reply", "root", "uri")
+        embed = record.get("embed")
+        quoted = None
+        if isinstance(embed, dict):
+            if embed.get("$type") == "app.bsky.embed.record":
+                quoted = _ref_uri(embed, "record", "uri")
+            elif embed.get("$type") == "app.bsky.embed.recordWithMedia":
+                quoted = _ref_uri(embed, "record", "record", "uri")
+        if quoted is not None and _uri_part(quoted, 1) != POST:
+            quoted = None
+        mentions: list[str] = []
+        for facet in record.get("facets") if isinstance(record.get("facets"), list) else ():
+            features = facet.get("features") if isinstance(facet, dict) else None
+            for feature in features if isinstance(features, list) else ():
+                if (isinstance(feature, dict) and feature.get("$type") == MENTION_FEATURE
+                        and isinstance(feature.get("did"), str) and feature["did"].startswith("did:")
+                        and feature["did"] not in mentions and len(mentions) < MAX_MENTIONS):
+                    mentions.append(feature["did"])
+        for recipient, kind, subject in ([(_uri_part(parent, 0), "reply", parent), (_uri_part(root, 0), "reply", root),
+                                          (_uri_part(quoted, 0), "quote", quoted)]
+                                         + [(m, "mention", None) for m in mentions]):
+            self._notify(recipient, kind, did, uri, subject)
 
     # ---- output -----------------------------------------------------------------------------------
 
@@ -494,7 +555,19 @@ class CommunityModel:
                 }
                 for did, p in self.profiles.items()
             },
+            # "recipient type cause" -> [actor, subject]: plain strings, so a snapshot is JSON.
+            "notifications": {" ".join(key): list(value) for key, value in self.notifications.items()},
         }
+
+
+def _uri_part(uri: str | None, n: int) -> str | None:
+    """Part ``n`` after ``at://`` of a URI: 0 the DID (when it is one), 1 the collection."""
+    if uri is None or not uri.startswith("at://"):
+        return None
+    parts = uri[5:].split("/")
+    if n >= len(parts) or (n == 0 and not parts[0].startswith("did:")):
+        return None
+    return parts[n]
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> None:

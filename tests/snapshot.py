@@ -20,6 +20,8 @@ def db_snapshot(session) -> dict:
                              "is_cannect_user": r.is_cannect_user, "followers_count": r.followers_count,
                              "following_count": r.following_count, "posts_count": r.posts_count}
                      for r in q("SELECT * FROM profiles")},
+        "notifications": {f"{r.recipient_did} {r.type} {r.reason_uri}": [r.actor_did, r.subject_uri]
+                          for r in q("SELECT * FROM notifications")},
     }
 
 

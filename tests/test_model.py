@@ -137,7 +137,7 @@ def P(did, rkey) -> str:
 def test_members_get_profile_rows():
     snap = run(members=[(MEMBER, "member.test"), (MEMBER2, None)]).snapshot()
     assert snap == {
-        "posts": {}, "likes": {}, "reposts": {}, "follows": {},
+        "posts": {}, "likes": {}, "reposts": {}, "follows": {}, "notifications": {},
         "profiles": {
             MEMBER: {"handle": "member.test", "display_name": None, "is_cannect_user": True,
                      "followers_count": 0, "following_count": 0, "posts_count": 0},

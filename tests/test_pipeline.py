@@ -213,3 +213,65 @@ def _time_us_or_none(line: bytes) -> int | None:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return value if type(value) is int and value > 0 else None
+
+
+def test_members_get_their_notifications_live_and_pushed(env, tmp_path, session):
+    """Replay -> listener -> ingest -> notify -> push, against the local push service: the
+    notifications are the model's, each reached the member's live channel (the realtime stream
+    the web processes deliver to the member's own sockets) and each arrived as a decrypted push."""
+    import redis as redis_lib
+
+    from fakes.push import FakePushService
+    from services.push.keys import generate_vapid_keys
+    from services.realtime import STREAM, did_key
+
+    capture, model = _prepare(tmp_path, session, 20_000, seed=21)
+    expected = model.snapshot()["notifications"]
+    by_member: dict[str, int] = {}
+    for key in expected:
+        by_member[key.split(" ")[0]] = by_member.get(key.split(" ")[0], 0) + 1
+    member = max(by_member, key=by_member.get)
+    public, private = generate_vapid_keys()
+    with FakePushService(vapid_public_key=public) as service:
+        phone = service.subscriber()
+        session.execute(text("INSERT INTO push_subscriptions (user_did, endpoint, p256dh, auth) VALUES (:d, :e, :p, :a)"),
+                        {"d": member, "e": phone.endpoint, "p": phone.p256dh, "a": phone.auth})
+        session.commit()
+        system = System({**env, "VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private,
+                         "VAPID_EMAIL": "mailto:ops@cannect.space", "PUSH_INSECURE_TEST_ORIGINS": service.origin},
+                        tmp_path)
+        try:
+            system.start_replay(capture)
+            system.start_worker(processes=1, threads=2)
+            system.start_notify_worker()
+            system.start_push_worker()
+            system.start_listener()
+            system.wait_until_applied(last_kept_time_us(capture))
+            session.rollback()
+            actual = db_snapshot(session)
+            assert not diff({"notifications": expected}, {"notifications": actual["notifications"]})
+            ids = dict(session.execute(text("SELECT id, type FROM notifications WHERE recipient_did = :d"),
+                                       {"d": member}).all())
+            assert len(ids) == by_member[member]
+            deadline = time.monotonic() + 120
+            while not {str(i) for i in ids} <= {p.payload["id"] for p in service.delivered()}:
+                assert time.monotonic() < deadline, "not every notification was pushed"
+                time.sleep(0.2)
+            pushes = service.delivered()
+            assert service.errors == []
+        finally:
+            system.stop_all()
+    # Each pushed once, decrypted, with its type; a push of a notification whose cause was
+    # deleted later (an unlike) may have gone out before the delete: it is one of the member's.
+    pushed = [(p.payload["id"], p.payload["type"]) for p in pushes]
+    assert len(pushed) == len(set(pushed))
+    assert {(str(i), t) for i, t in ids.items()} <= set(pushed)
+    assert all(int(i) <= max(ids) + 1000 for i, _ in pushed)
+
+    redis = redis_lib.Redis.from_url(env["REDIS_URL"])
+    live = [orjson.loads(fields[b"e"]) for _, fields in redis.xrange(STREAM)
+            if fields[b"k"] == did_key(member).encode() and fields[b"t"] == b"notification"]
+    announced = [event["notification"]["id"] for event in live]
+    assert set(ids) <= set(announced) and len(announced) == len(set(announced))
+    # A push is sent only for a notification still there: some announced ones were gone by then.
+    assert {i for i, _ in pushed} <= {str(i) for i in announced}

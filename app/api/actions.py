@@ -6,6 +6,7 @@ Undoing what is not there (unlike a post not liked, unfollow someone not followe
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 from flask_openapi3 import APIBlueprint, Tag
@@ -21,6 +22,8 @@ from ..errors import ApiError
 from ..extensions import get_redis, settings
 from ..schemas import BODY_ERRORS, AtUri, Did, PostUriPath, PostView, Problem, ProfileView
 from .auth import current_member, pds_problems
+
+log = logging.getLogger(__name__)
 
 api = APIBlueprint("actions", __name__, url_prefix="/api", abp_tags=[Tag(name="actions")])
 
@@ -119,13 +122,26 @@ def action_problems():
             raise ApiError(422, "Invalid request", str(exc)) from None
 
 
+def _announce(notification_ids: list[int]) -> None:
+    """After the commit: the notifications the action created go live and to push (queue notify)."""
+    try:
+        from tasks import notify  # the broker lives with the actors
+
+        notify.request(notification_ids)
+    except Exception:  # the action is committed; the notifications stay listed, unannounced
+        log.exception("could not queue the announcement of %d notifications", len(notification_ids))
+
+
 def _act(action, *args):
     """Run one action for the signed-in member in one transaction."""
     member = current_member()
     with action_problems(), session_scope() as session:
         result = action(session, settings(), member, *args)
         events = session.info.get(actions.REALTIME_EVENTS, [])
+        notification_ids = session.info.get(actions.NEW_NOTIFICATIONS, [])
     try_publish(get_redis(), events)  # only after the commit, so nobody hears of a rolled-back change
+    if notification_ids:
+        _announce(notification_ids)
     return result
 
 

@@ -4,7 +4,7 @@ The database is read once per run (:func:`services.ingest.state.load_view`) for 
 the events touch; each event then sees the state left by the events before it, exactly as
 one-at-a-time processing would, and the net result is collected in :class:`Changes` for a
 handful of set-based writes (:mod:`services.ingest.writes`). The rules are those of
-``docs/indexing-rules.md``.
+``docs/indexing-rules.md``, and for members' notifications ``docs/notification-rules.md``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from services.jetstream import embed_summary, parse_datetime, post_tags, record_uri, reply_refs
+
+from .notifications import post_recipients, shown_record
 
 
 #: Post columns an update of the record may change (not counters, not the indexing decision).
@@ -71,6 +73,11 @@ class Changes:
     indexed_posts: list[str] = field(default_factory=list)
     # App sessions an account purge deleted: their sockets close (services/realtime.py).
     ended_sessions: set[str] = field(default_factory=set)
+    # Notifications: reason uri -> rows to insert; reasons whose notifications go; the ids
+    # of those really inserted (set by the writes, fanned out after the commit).
+    notification_rows: dict[str, list[dict]] = field(default_factory=dict)
+    deleted_notification_reasons: set[str] = field(default_factory=set)
+    notification_ids: list[int] = field(default_factory=list)
 
 
 class Run:
@@ -98,6 +105,8 @@ class Run:
         view, changes, record, author = self.view, self.changes, event["rec"], event["did"]
         parent, root = reply_refs(record)
         row = self._post_row(event, uri, parent, root)
+        if event["op"] == "c":
+            self._notify_post(event, uri, parent, root, row["quote_uri"])
         if uri in view.posts:  # content refresh; counters and the indexing decision stay
             content = {name: row[name] for name in POST_CONTENT}
             if uri in changes.post_rows:
@@ -144,8 +153,29 @@ class Run:
             "raw_record": record,
         }
 
+    def _notify_post(self, event: dict, uri: str, parent: str | None, root: str | None, quote: str | None) -> None:
+        # Indexed or not: a member replied to, quoted or mentioned is told (notification-rules.md).
+        author, record = event["did"], event["rec"]
+        recipients = post_recipients(author, record, parent, root, quote, self.view.members)
+        if recipients:
+            shown = shown_record(record)
+            for recipient, kind, subject in recipients:
+                self._notify(recipient, kind, author, subject, uri, event.get("cid"), shown)
+
+    def _notify(self, recipient: str, kind: str, actor: str, subject: str | None, reason: str,
+                cid: str | None = None, record: dict | None = None) -> None:
+        self.changes.notification_rows.setdefault(reason, []).append(
+            {"recipient_did": recipient, "type": kind, "actor_did": actor, "subject_uri": subject,
+             "reason_uri": reason, "reason_cid": cid, "reason_record": record})
+
+    def _unnotify(self, reason: str) -> None:
+        """The record ``reason`` left the index (or, for a post, the network): its notifications go."""
+        self.changes.notification_rows.pop(reason, None)
+        self.changes.deleted_notification_reasons.add(reason)
+
     def _post_delete(self, event: dict, uri: str) -> None:
         view, changes = self.view, self.changes
+        self._unnotify(uri)
         post = view.posts.pop(uri, None)
         if post is None:
             return
@@ -161,6 +191,7 @@ class Run:
             for ref_uri in [u for u, (_, subject) in stored.items() if subject == uri]:
                 actor, _ = stored.pop(ref_uri)
                 rows.pop(ref_uri, None)
+                self._unnotify(ref_uri)
                 if actor in view.members:
                     changes.viewer_posts.add((actor, uri))
 
@@ -178,6 +209,9 @@ class Run:
         self.changes.post_deltas[subject["uri"]][slot] += 1
         if actor in self.view.members:
             self.changes.viewer_posts.add((actor, subject["uri"]))
+        author = self.view.posts[subject["uri"]].author
+        if author in self.view.members and author != actor:
+            self._notify(author, table[:-1], actor, subject["uri"], uri)
 
     def _subject_delete(self, uri: str, table: str, rows: dict, deleted: set, slot: int) -> None:
         ref = getattr(self.view, table).pop(uri, None)
@@ -186,6 +220,7 @@ class Run:
         actor, subject = ref
         rows.pop(uri, None)
         deleted.add(uri)
+        self._unnotify(uri)
         self.changes.post_deltas[subject][slot] -= 1
         if actor in self.view.members:
             self.changes.viewer_posts.add((actor, subject))
@@ -217,6 +252,8 @@ class Run:
         changes.follow_rows[uri] = {"uri": uri, "follower_did": follower, "following_did": subject,
                                     "created_at": parse_datetime(event["rec"].get("createdAt"), event["t"])}
         self._follow_counts(follower, subject, +1)
+        if subject in view.members and subject != follower:
+            self._notify(subject, "follow", follower, None, uri)
 
     def _follow_delete(self, event: dict, uri: str) -> None:
         ref = self.view.follows.pop(uri, None)
@@ -224,6 +261,7 @@ class Run:
             return
         self.changes.follow_rows.pop(uri, None)
         self.changes.deleted_follows.add(uri)
+        self._unnotify(uri)
         self._follow_counts(*ref, -1)
 
     def _follow_counts(self, follower: str, subject: str, step: int) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from services.jetstream import record_uri, reply_refs
+from services.jetstream import embed_summary, record_uri, reply_refs
 
 from .changes import PostRef, View
+from .notifications import post_dids
 
 _MEMBERS = text("SELECT did, is_cannect_user FROM profiles WHERE did = ANY(:dids)")
+_ONLY_MEMBERS = text("SELECT did FROM profiles WHERE did = ANY(:dids) AND is_cannect_user")
 _MEMBER_FOLLOWERS = text("""
     SELECT f.following_did, count(*) FROM follows f
     JOIN profiles m ON m.did = f.follower_did AND m.is_cannect_user
@@ -32,6 +34,7 @@ def load_view(session: Session, events: list[dict]) -> View:
     deleted_posts: set[str] = set()
     post_uris: set[str] = set()
     uris = {"like": set(), "repost": set(), "follow": set()}
+    notified: set[str] = set()  # who the run's records could notify: only their membership is read
     for event in events:
         did = event["did"]
         dids.add(did)
@@ -46,9 +49,11 @@ def load_view(session: Session, events: list[dict]) -> View:
                 continue
             created_posts.add(uri)
             authors.add(did)
-            parent, _ = reply_refs(record)
+            parent, root = reply_refs(record)
             if parent:
                 post_uris.add(parent)
+            if event["op"] == "c":
+                notified |= post_dids(record, parent, root, embed_summary(record)[2])
         elif col in uris:
             uris[col].add(uri)
             if record is not None and col == "follow":
@@ -61,10 +66,11 @@ def load_view(session: Session, events: list[dict]) -> View:
     # A follow deleted in this run names its subject only in the stored row; whether that
     # subject is a member decides whose viewer state (followed_by) is refreshed.
     dids.update(subject for _, subject in follows.values())
-    rows = session.execute(_MEMBERS, {"dids": list(dids)}).all()
+    notified.discard(None)
+    rows = session.execute(_MEMBERS, {"dids": list(dids | notified)}).all()
     view = View(
         members={did for did, member in rows if member},
-        profiles={did for did, _ in rows},
+        profiles={did for did, _ in rows if did in dids},
         member_followers=dict(session.execute(_MEMBER_FOLLOWERS, {"dids": list(authors)}).all()) if authors else {},
         posts={uri: PostRef(author, parent)
                for uri, author, parent in session.execute(_POSTS, {"uris": list(post_uris)})},
@@ -74,6 +80,10 @@ def load_view(session: Session, events: list[dict]) -> View:
         orphan_replies=dict(session.execute(_ORPHAN_REPLIES, {"uris": list(created_posts)}).all())
         if created_posts else {},
     )
+    # A like or repost notifies the author of an indexed subject: is that author a member?
+    authors_of_posts = {ref.author for ref in view.posts.values()} - dids - notified
+    if authors_of_posts:
+        view.members.update(session.execute(_ONLY_MEMBERS, {"dids": list(authors_of_posts)}).scalars())
     doomed = [uri for uri in deleted_posts if uri in view.posts]
     if doomed:
         # A deleted reply decrements its parent: the parent must be in the view too.

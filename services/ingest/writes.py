@@ -6,6 +6,7 @@ counter updates (a new post's counters are bumped by later events of the same ru
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -89,6 +90,15 @@ _DELETES = (
     ("deleted_reposts", text("DELETE FROM reposts WHERE uri = ANY(:uris)")),
     ("deleted_follows", text("DELETE FROM follows WHERE uri = ANY(:uris)")),
 )
+_DELETE_NOTIFICATIONS = text("DELETE FROM notifications WHERE reason_uri = ANY(:uris)")
+# One per (recipient, type, cause): a replayed cause inserts nothing and reports no id.
+_INSERT_NOTIFICATIONS = text("""
+    INSERT INTO notifications (recipient_did, type, actor_did, subject_uri, reason_uri, reason_cid, reason_record)
+    SELECT n.recipient, n.type, n.actor, n.subject, n.reason, n.cid, CAST(n.record AS jsonb)
+    FROM unnest(CAST(:recipients AS text[]), CAST(:types AS text[]), CAST(:actors AS text[]),
+                CAST(:subjects AS text[]), CAST(:reasons AS text[]), CAST(:cids AS text[]), CAST(:records AS text[]))
+         AS n(recipient, type, actor, subject, reason, cid, record)
+    ON CONFLICT (recipient_did, type, reason_uri) DO NOTHING RETURNING id""")
 _DELETE_POSTS = [text(f"DELETE FROM {table} WHERE {column} = ANY(:uris)") for table, column in (
     ("likes", "subject_uri"), ("reposts", "subject_uri"), ("user_post_state", "post_uri"), ("posts", "uri"))]
 
@@ -100,6 +110,8 @@ def _write_deletes(session: Session, c: Changes) -> None:
     if c.deleted_posts:
         for statement in _DELETE_POSTS:
             session.execute(statement, {"uris": list(c.deleted_posts)})
+    if c.deleted_notification_reasons:
+        session.execute(_DELETE_NOTIFICATIONS, {"uris": list(c.deleted_notification_reasons)})
 
 
 def _write_inserts(session: Session, c: Changes) -> None:
@@ -112,6 +124,19 @@ def _write_inserts(session: Session, c: Changes) -> None:
         rows = getattr(c, attribute)
         if rows:
             connection.execute(statement, list(rows.values()))
+    _write_notifications(session, c)
+
+
+def _write_notifications(session: Session, c: Changes) -> None:
+    rows = [row for reason_rows in c.notification_rows.values() for row in reason_rows]
+    if not rows:
+        return
+    records = [None if r["reason_record"] is None else orjson.dumps(r["reason_record"]).decode() for r in rows]
+    c.notification_ids = list(session.execute(_INSERT_NOTIFICATIONS, {
+        "recipients": [r["recipient_did"] for r in rows], "types": [r["type"] for r in rows],
+        "actors": [r["actor_did"] for r in rows], "subjects": [r["subject_uri"] for r in rows],
+        "reasons": [r["reason_uri"] for r in rows], "cids": [r["reason_cid"] for r in rows],
+        "records": records}).scalars())
 
 
 def _write_counters(session: Session, c: Changes) -> None:
