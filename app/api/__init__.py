@@ -2,12 +2,12 @@
 
 from flask_openapi3 import OpenAPI
 
-from . import actions, auth, feeds, posts, profiles, push, search
+from . import actions, auth, feeds, notifications, posts, profiles, push, search
 
 
 def register_api(app: OpenAPI) -> None:
     app.url_map.converters["aturi"] = posts.AtUriConverter
-    for module in (auth, feeds, posts, profiles, search, actions, push):
+    for module in (auth, feeds, posts, profiles, search, actions, push, notifications):
         _merge_shared_paths(app, module.api)
         app.register_api(module.api)
 

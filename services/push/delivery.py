@@ -34,6 +34,7 @@ from typing import Callable
 from pywebpush import WebPusher, WebPushException
 from sqlalchemy.engine import Connection
 
+from services.notifications.preferences import push_blocked
 from services.outbound import GuardedClient, RefusedDestination, TimedOut, Unreachable, audience_of
 
 from . import payload as payloads
@@ -57,8 +58,9 @@ _NOTIFICATION_PUSH = """
            n.id AS notification_id, n.recipient_did, n.type, n.actor_did, n.subject_uri, n.reason_uri,
            n.read, n.created_at, a.handle, a.display_name, a.avatar_cid,
            coalesce(r.is_cannect_user, false) AS recipient_is_member,
-           (SELECT p.text FROM posts p WHERE p.uri = CASE WHEN n.type IN ('reply', 'mention', 'quote')
-                                                          THEN n.reason_uri ELSE n.subject_uri END) AS post_text
+           coalesce((SELECT p.text FROM posts p WHERE p.uri = CASE WHEN n.type IN ('reply', 'mention', 'quote')
+                                                          THEN n.reason_uri ELSE n.subject_uri END),
+                    CASE WHEN n.type IN ('reply', 'mention', 'quote') THEN n.reason_record->>'text' END) AS post_text
     FROM push_subscriptions s
     LEFT JOIN notifications n ON n.id = %(notification_id)s
     LEFT JOIN profiles a ON a.did = n.actor_did
@@ -104,8 +106,9 @@ Connections = Callable[[], AbstractContextManager[Connection]]
 def unwanted(connection: Connection, row) -> str | None:
     """Why the subscriber should not get this notification now; None: send it.
 
-    The single place that decides whether a member still wants a push, checked at send time.
-    Per-member preferences (muted types or actors, quiet hours) belong here when they exist.
+    The single place that decides whether a member still wants a push, checked at send time,
+    with the member's preferences (``services/notifications/preferences.py``): muted until a
+    time, or a reason they do not want pushed. The in-app list still shows those.
     """
     if row.user_did != row.recipient_did:
         return "not_recipient"   # the endpoint now belongs to another account
@@ -113,7 +116,7 @@ def unwanted(connection: Connection, row) -> str | None:
         return "read"            # already seen in the app
     if not row.recipient_is_member:
         return "not_member"
-    return None
+    return push_blocked(connection, row.recipient_did, row.type)   # muted | reason_off | None
 
 
 def _age(created_at, now: float) -> float:
