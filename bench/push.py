@@ -51,6 +51,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from cannect.embedded import ensure_services  # noqa: E402
+from ingest import drop_database, fresh_database  # noqa: E402
 
 
 # -- the push service, in its own process ------------------------------------------------------
@@ -100,26 +101,6 @@ class PushService:
 
 
 # -- database ----------------------------------------------------------------------------------
-
-def fresh_database(admin_url: str) -> str:
-    from alembic import command
-
-    from conftest import _with_database
-    from migrations import alembic_config
-
-    name = f"cannect_bench_push_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin_url, name)
-    command.upgrade(alembic_config(url.replace("postgresql://", "postgresql+psycopg://", 1)), "head")
-    return url
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    name = url.split("?")[0].rsplit("/", 1)[1]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 def seed(url: str, subscriptions: list[dict]) -> list[tuple[int, str]]:
     """One member per subscription, an actor with a profile and a post; (subscription id, member DID)."""
