@@ -177,6 +177,7 @@ def main() -> None:
     env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
                VAPID_PUBLIC_KEY=vapid_public, VAPID_PRIVATE_KEY=vapid_private, VAPID_EMAIL="mailto:bench@cannect.space",
                PUSH_INSECURE_TEST_ORIGINS=service.origin)
+    env.setdefault("dramatiq_worker_timeout", "100")  # as `cannect worker` and compose run the workers
     os.environ.update(env)
     queue = redis.Redis.from_url(env["REDIS_URL"])
     for key in list(queue.scan_iter("dramatiq:push*")) + list(queue.scan_iter("cannect:push:*")):

@@ -92,6 +92,10 @@ def listen():
 def worker(queues, processes, threads, dramatiq_args):
     """Run Dramatiq workers (``dramatiq tasks --queues ...``)."""
     get_settings()  # validate before forking workers
+    # An idle consumer polls its queue with a backoff of up to this many ms (Dramatiq's default
+    # is 1000). Each hop of a notification (ingest, notify, push) can wait that long, so keep it
+    # short: polling an empty Redis queue ten times a second costs nothing noticeable.
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
     queue_args = [q for arg in queues for q in arg.replace(",", " ").split()]
     argv = [sys.executable, "-m", "dramatiq", "tasks", "--processes", str(processes), "--threads", str(threads)]
     if queue_args:
