@@ -18,13 +18,14 @@ import hashlib
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
+
+from .server import LocalHttpServer
 
 NSID = re.compile(r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})(\.[a-zA-Z0-9-]{1,63}){2,}$")
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
@@ -97,37 +98,21 @@ class FakePds:
         self._last_micros = 0
         self._clock_id = secrets.randbelow(1024)
         self._lock = threading.RLock()
-        self._connections: set[socket.socket] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LocalHttpServer(_handler_for(self), "fake-pds")
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> "FakePds":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-pds", daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop listening and cut every open connection: the PDS is down."""
-        if self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            for connection in list(self._connections):
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self._thread.join(timeout=5)
-        self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> "FakePds":
         return self.start()
@@ -364,16 +349,6 @@ _METHODS = {
 def _handler_for(pds: FakePds) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real clients pool connections
-
-        def setup(self):
-            super().setup()
-            with pds._lock:
-                pds._connections.add(self.connection)
-
-        def finish(self):
-            with pds._lock:
-                pds._connections.discard(self.connection)
-            super().finish()
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)

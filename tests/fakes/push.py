@@ -24,16 +24,17 @@ import base64
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import http_ece
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from .server import LocalHttpServer
 
 MAX_BODY = 4096
 URGENCIES = ("very-low", "low", "normal", "high")
@@ -116,36 +117,19 @@ class FakePushService:
         self._state = _State()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._connections: set[socket.socket] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 128
-        self._thread: threading.Thread | None = None
+        self._server = LocalHttpServer(_handler_for(self), "fake-push", backlog=128)
 
     @property
     def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> "FakePushService":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-push", daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop listening and cut open connections: the service is down."""
-        if self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            for connection in list(self._connections):
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self._thread.join(timeout=5)
-        self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> "FakePushService":
         return self.start()
@@ -278,16 +262,6 @@ class _Refused(Exception):
 def _handler_for(service: FakePushService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as push services and their clients do
-
-        def setup(self):
-            super().setup()
-            with service._lock:
-                service._connections.add(self.connection)
-
-        def finish(self):
-            with service._lock:
-                service._connections.discard(self.connection)
-            super().finish()
 
         def do_POST(self):
             length = self.headers.get("Content-Length")
