@@ -54,15 +54,8 @@ def _redis() -> redis.Redis:
 @dramatiq.actor(queue_name="ingest", actor_name="ingest.apply_batch", max_retries=500,
                 min_backoff=250, max_backoff=60_000, time_limit=10 * 60_000)
 def apply_batch(batch: dict) -> None:
-    settings = get_settings()
-    with _commit_then_publish:
-        with session_scope() as session:
-            outcome = ingest_batch(session, batch, frozenset(settings.cannabis_tags),
-                                   settings.ingest_gap_timeout_seconds)
-            events = collect_events(session, outcome.changes, settings.avatar_cdn)
-        try_publish(_redis(), events)
-    _announce(outcome.changes)
-    _request_identity(outcome.changes)
+    outcome = _apply_then_announce(lambda session, settings: ingest_batch(
+        session, batch, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds))
     level = logging.WARNING if outcome.dead_lettered else logging.DEBUG if outcome.verdict == "apply" else logging.INFO
     log.log(level,
             "ingest %s/%s: %s (%d batches, %d events, %d duplicates, %d dead-lettered, %d posts indexed)",
@@ -73,17 +66,25 @@ def apply_batch(batch: dict) -> None:
 @dramatiq.actor(queue_name="ingest", actor_name="ingest.drain_parked", max_retries=3, time_limit=10 * 60_000)
 def drain() -> None:
     """Scheduled: apply parked batches whose predecessor is overdue while the stream is quiet."""
+    outcome = _apply_then_announce(lambda session, settings: drain_parked(
+        session, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds))
+    if outcome.batches:
+        log.warning("ingest: drained %d parked batches (%d events, %d dead-lettered)",
+                    outcome.batches, outcome.events, outcome.dead_lettered)
+
+
+def _apply_then_announce(apply):
+    """Run ``apply(session, settings)`` in one transaction; after the commit, publish its live
+    events, then queue its notifications' announcement and its identity checks."""
     settings = get_settings()
     with _commit_then_publish:
         with session_scope() as session:
-            outcome = drain_parked(session, frozenset(settings.cannabis_tags), settings.ingest_gap_timeout_seconds)
+            outcome = apply(session, settings)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
         try_publish(_redis(), events)
     _announce(outcome.changes)
     _request_identity(outcome.changes)
-    if outcome.batches:
-        log.warning("ingest: drained %d parked batches (%d events, %d dead-lettered)",
-                    outcome.batches, outcome.events, outcome.dead_lettered)
+    return outcome
 
 
 def _announce(changes_list) -> None:
