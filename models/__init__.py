@@ -3,7 +3,7 @@
 from .b2b import ApiClient, ApiUsage
 from .base import Base
 from .ingest import IngestDeadLetter, IngestPending, IngestRecent, IngestState
-from .intelligence import Brand, PostClassification, Strain, TimeSeriesAggregate, UserProfile
+from .intelligence import Brand, LlmCall, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, NotificationPreference, PushSubscription
 from .posts import Post
 from .sessions import AppSession, PdsSession
@@ -13,7 +13,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AppSession", "PdsSession",
-    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestDeadLetter", "IngestPending", "IngestRecent", "IngestState", "Like",
+    "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestDeadLetter", "IngestPending", "IngestRecent", "IngestState", "Like", "LlmCall",
     "Notification", "NotificationPreference", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
 ]

@@ -26,6 +26,8 @@ class PostClassification(Base):
     model_version: Mapped[str] = mapped_column(Text)
     confidence: Mapped[int | None] = mapped_column(SmallInteger)
     processing_ms: Mapped[int | None] = mapped_column(Integer)
+    # False: the post is not about cannabis (a member's dog); its product fields say ``none``.
+    cannabis_related: Mapped[bool] = mapped_column(Boolean, server_default="true")
 
     experience_level: Mapped[str | None] = mapped_column(Text)
     consumer_type: Mapped[str | None] = mapped_column(Text)
@@ -211,4 +213,30 @@ class Strain(Base):
     __table_args__ = (
         _one_of("strain_type", "indica", "sativa", "hybrid", "unknown"),
         Index("idx_strains_normalized", "normalized_name"),
+    )
+
+
+class LlmCall(Base):
+    """Every LLM request: tokens (cache hit / miss / output), cost, latency and outcome."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    called_at: Mapped[datetime] = created_now()
+    purpose: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
+    posts: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempt: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    cache_hit_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    cache_miss_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default="0")
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        _one_of("outcome", "ok", "invalid", "blank", "rate_limited", "server_error", "network_error", "refused",
+                "spend_cap"),
+        Index("idx_llm_calls_called_at", text("called_at DESC")),
     )
