@@ -8,9 +8,11 @@ time each push was decrypted. The real ``push`` worker (``dramatiq tasks --queue
 fewer threads than the Procfile: the local endpoint answers in under a millisecond, where a
 real push service takes 50-300 ms, and idle threads only contend for the GIL here.
 
-1. Throughput: ``--deliveries`` ``push.deliver`` messages (one per notification) are queued
-   while the worker is stopped; the worker starts; deliveries/s is counted from the first
-   decrypted push to the last (the worker's start-up is not counted).
+1. Throughput: ``--deliveries`` pushes (one per notification) are queued while the worker is
+   stopped; the worker starts; deliveries/s is counted from the first decrypted push to the
+   last (the worker's start-up is not counted). Twice, in the same run: one ``push.deliver``
+   message per push (the baseline), then as the notify step queues them
+   (``tasks.push.enqueue_notifications``: ``push.deliver_many`` batches).
 2. Latency: with the worker idle and warm, ``--rate`` messages a second for ``--seconds``;
    each one's latency is its decryption time minus its enqueue time (one clock: one machine).
 3. Event -> decrypted push (``--pipeline-rate`` > 0): the whole chain as deployed. The replay
@@ -183,61 +185,75 @@ def main() -> None:
     for key in list(queue.scan_iter("dramatiq:push*")) + list(queue.scan_iter("cannect:push:*")):
         queue.delete(key)
     worker = None
+    phases = {}
     try:
         members = seed(url, service.subscriptions)
-        from tasks.push import deliver
-
-        pairs = new_notifications(url, members, args.deliveries)
-        started = time.perf_counter()
-        for pair in pairs:
-            deliver.send(*pair)
-        enqueue_s = time.perf_counter() - started
-
         with tempfile.TemporaryDirectory() as logs:
-            log = open(Path(logs) / "worker.log", "wb")
-            worker = subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks", "--queues", "push",
-                                       "--processes", str(args.processes), "--threads", str(args.threads)],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            service.wait_for(1, timeout=120)
-            workers = process_tree(worker.pid)
-            cpu_before = {pid: cpu_seconds(pid) for pid in workers + [service.proc.pid]}
-            received = service.wait_for(args.deliveries, timeout=600)
-            cpu_used = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
-            times = sorted(at for _, at, _ in received)
-            throughput = (len(times) - 1) / (times[-1] - times[0])
-            worker_cpu_ms = sum(v for pid, v in cpu_used.items() if pid != service.proc.pid) * 1000 / len(times)
-            service_cpu_ms = cpu_used[service.proc.pid] * 1000 / len(times)
+            log = open(Path(logs) / "worker.log", "ab")
 
-            # Latency: paced messages to the warm, idle worker.
+            def start_worker():
+                return subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks", "--queues", "push",
+                                         "--processes", str(args.processes), "--threads", str(args.threads)],
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+            # Throughput, the same deliveries two ways: a message per push (the baseline, as
+            # before batching), and the notify step's batches (push.deliver_many).
+            already = 0
+            for mode in ("one message per push", "batches (deliver_many)"):
+                pairs = new_notifications(url, members, args.deliveries)
+                started = time.perf_counter()
+                enqueue(mode, pairs)
+                enqueue_s = time.perf_counter() - started
+                worker = start_worker()
+                service.wait_for(already + 1, timeout=120)
+                workers = process_tree(worker.pid)
+                cpu_before = {pid: cpu_seconds(pid) for pid in workers + [service.proc.pid]}
+                received = service.wait_for(already + args.deliveries, timeout=600)
+                cpu_used = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+                mine = {str(n) for _, n in pairs}
+                times = sorted(at for nid, at, _ in received if nid in mine)
+                phases[mode] = dict(
+                    enqueue=args.deliveries / enqueue_s, throughput=(len(times) - 1) / (times[-1] - times[0]),
+                    worker_cpu_ms=sum(v for pid, v in cpu_used.items() if pid != service.proc.pid) * 1000 / len(times),
+                    service_cpu_ms=cpu_used[service.proc.pid] * 1000 / len(times))
+                already += args.deliveries
+                if mode.startswith("one"):
+                    stop(worker)
+
+            # Latency: paced notifications to the warm, idle worker, as the notify step sends them.
             paced = new_notifications(url, members, int(args.rate * args.seconds))
             sent_at: dict[str, float] = {}
             start = time.perf_counter()
-            for n, (sub_id, notification_id) in enumerate(paced):
+            for n, pair in enumerate(paced):
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                sent_at[str(notification_id)] = time.time()
-                deliver.send(sub_id, notification_id)
-            received = service.wait_for(args.deliveries + len(paced), timeout=300)
+                sent_at[str(pair[1])] = time.time()
+                enqueue("batches", [pair])
+            received = service.wait_for(already + len(paced), timeout=300)
             latencies = sorted((at - sent_at[pid]) * 1000 for pid, at, _ in received if pid in sent_at)
             if worker.poll() is not None:
                 raise RuntimeError("the worker died:\n" + (Path(logs) / "worker.log").read_text()[-3000:])
             pipeline = (pipeline_latency(env, url, members, service, args.pipeline_rate, args.seconds,
-                                         args.deliveries + len(paced), Path(logs))
+                                         already + len(paced), Path(logs))
                         if args.pipeline_rate > 0 else None)
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+        if worker is not None:
+            stop(worker)
         service.stop()
         drop_database(admin_url, url)
 
     print(f"\nweb push benchmark: {args.deliveries:,} deliveries to {args.members} subscriptions, worker "
           f"{args.processes} process(es) x {args.threads} threads, {os.cpu_count()} cores "
           f"(worker, push service, PostgreSQL and Redis share them)")
-    print(f"  enqueue                  {args.deliveries / enqueue_s:,.0f} messages/s (one push.deliver each)")
-    print(f"  deliveries               {throughput:,.0f} per second (first to last decrypted push)")
-    print(f"  CPU per delivery         worker {worker_cpu_ms:.2f} ms, push service {service_cpu_ms:.2f} ms")
+    for mode, figures in phases.items():
+        print(f"  {mode}:")
+        print(f"    enqueue                {figures['enqueue']:,.0f} pushes/s")
+        print(f"    deliveries             {figures['throughput']:,.0f} per second (first to last decrypted push)")
+        print(f"    CPU per delivery       worker {figures['worker_cpu_ms']:.2f} ms, "
+              f"push service {figures['service_cpu_ms']:.2f} ms")
+    baseline, batched = phases.values()
+    print(f"  batched / one per push   {batched['throughput'] / baseline['throughput']:.2f}x deliveries per second")
     print(f"  enqueue -> decrypted     p50 {percentile(latencies, 0.5):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms, "
           f"p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms "
           f"({len(latencies):,} pushes at {args.rate:g}/s)")
@@ -245,6 +261,22 @@ def main() -> None:
         print(f"  event -> decrypted       p50 {percentile(pipeline, 0.5):.1f} ms, p95 {percentile(pipeline, 0.95):.1f} ms, "
               f"max {pipeline[-1]:.1f} ms ({len(pipeline):,} like events at {args.pipeline_rate:g}/s through "
               f"replay -> listener -> ingest -> notify -> push)")
+
+
+def enqueue(mode: str, pairs: list[tuple[int, int]]) -> None:
+    from tasks.push import deliver, enqueue_notifications
+
+    if mode.startswith("one"):
+        for pair in pairs:
+            deliver.send(*pair)
+    else:
+        enqueue_notifications(pairs)
+
+
+def stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
 
 
 def pipeline_latency(env: dict, url: str, members: list[tuple[int, str]], service: PushService, rate: float,

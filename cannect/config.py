@@ -121,6 +121,10 @@ class Settings(DatabaseSettings):
     push_max_subscriptions_per_user: int = Field(default=20, ge=1, le=1000)
     # Subscriptions one broadcast fan-out message covers.
     push_broadcast_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Deliveries one `push` message carries (read, sent and settled together).
+    push_delivery_batch: int = Field(default=50, ge=1, le=1000)
+    # Pushes of one message sent at once, per worker process (push services take 50-300 ms).
+    push_send_concurrency: int = Field(default=16, ge=1, le=256)
     # Tests only: origins (scheme://host:port) push may call although they are not https or
     # not public addresses. Empty in production.
     push_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()

@@ -5,9 +5,10 @@
   recipient, type and cause, and only really inserted ones report an id).
 - Latency: one read of the notifications with their actors and posts, one Redis publish and
   one enqueue per push subscription: milliseconds.
-- Idempotency: nothing is written; a message run twice publishes the live events twice
-  (clients key notifications by id) and enqueues the same deliveries, which ``push.deliver``
-  sends once (``services/push/delivery``). A notification deleted or read meanwhile is skipped.
+- Idempotency: nothing is written to the database; a notification's live event is published
+  once (Redis remembers it for a day, ``fanout.first_time``), and a message run twice enqueues
+  the same deliveries, which ``push`` sends once (``services/push/delivery``). A notification
+  deleted or read meanwhile is skipped.
 - Retries: a few, quickly (a live event is worth little late); a publish that fails is logged
   and not retried, as in ``tasks/ingest.py``, so the pushes still go out.
 """
@@ -38,7 +39,7 @@ def _redis() -> redis.Redis:
 def fan_out(notification_ids: list[int]) -> None:
     with session_scope() as session:
         announcement = fanout.fan_out(session, notification_ids, get_settings().avatar_cdn)
-    try_publish(_redis(), announcement.events)
+    try_publish(_redis(), fanout.first_time(_redis(), announcement))
     push.enqueue_notifications(announcement.pushes)
     log.debug("notify: %d notifications, %d live events, %d pushes", len(notification_ids),
               len(announcement.events), len(announcement.pushes))

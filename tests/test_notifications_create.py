@@ -225,6 +225,19 @@ def test_fan_out_renders_the_live_event_and_pushes_to_every_subscription(stream,
         assert {r.payload["body"] for r in received if r.payload["type"] == "mention"} == {"@you look"}
 
 
+def test_a_retried_announcement_publishes_each_live_event_once(stream, session, redis_url):
+    import redis as redis_lib
+
+    from services.notifications import fanout
+
+    ids = stream.send(_like(FAN, 1, "l1", _uri(MEMBER, "m1")), _follow(FAN, 2, "f1", MEMBER))
+    redis = redis_lib.Redis.from_url(redis_url)
+    first = fanout.fan_out(session, ids, "https://cdn.example")
+    assert len(fanout.first_time(redis, first)) == 2
+    again = fanout.fan_out(session, ids + ids, "https://cdn.example")   # the message, retried or sent twice
+    assert fanout.first_time(redis, again) == [] and len(again.events) == 2
+
+
 def _send_all(db_url, redis_url, service, public, private, pairs):
     """Deliver each (subscription, notification) as the push actor does."""
     import redis as redis_lib
@@ -240,10 +253,9 @@ def _send_all(db_url, redis_url, service, public, private, pairs):
     http = GuardedClient(subscriptions.endpoint_policy(settings))
     redis = redis_lib.Redis.from_url(redis_url)
     try:
-        for subscription_id, notification_id in pairs:
-            outcome = delivery.deliver(engine.connect, redis, http, settings, lambda c, now, s=subscription_id,
-                                       n=notification_id: delivery.prepare_notification(c, settings, s, n, now))
-            assert outcome.result == "sent", outcome
+        outcomes = delivery.deliver(engine.connect, redis, http, settings,
+                                    lambda c, now: delivery.prepare_notifications(c, settings, pairs, now))
+        assert [outcome.result for outcome in outcomes] == ["sent"] * len(pairs), outcomes
     finally:
         engine.dispose()
 

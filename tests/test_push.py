@@ -105,11 +105,15 @@ def send_push(api, db_url, redis):
     settings = get_settings()
     http = GuardedClient(subscriptions.endpoint_policy(settings))
 
-    def send(subscription_id: int, notification_id: int) -> delivery.Outcome:
-        return delivery.deliver(engine.connect, redis, http, settings, lambda connection, now:
-                                delivery.prepare_notification(connection, settings, subscription_id,
-                                                              notification_id, now))
+    def send_all(pairs: list[tuple[int, int]]) -> list[delivery.Outcome]:
+        return delivery.deliver(engine.connect, redis, http, settings,
+                                lambda connection, now: delivery.prepare_notifications(connection, settings, pairs, now))
 
+    def send(subscription_id: int, notification_id: int) -> delivery.Outcome:
+        [outcome] = send_all([(subscription_id, notification_id)])
+        return outcome
+
+    send.all = send_all
     yield send
     engine.dispose()
 
@@ -383,6 +387,49 @@ def test_what_is_no_longer_wanted_is_not_sent(alice_subscribed, accounts, push_s
     assert outcome.reason == {"expired": "expired", "deleted": "deleted", "read": "read",
                               "endpoint changed hands": "not_recipient", "no subscription": "no_subscription"}[case]
     assert push_service.requests == 0
+
+
+def test_one_batch_reads_sends_and_settles_each_push_on_its_own(api, tokens, push_service, accounts, redis,
+                                                                 send_push):
+    alice, bob = accounts["alice"].did, accounts["bob"].did
+    fine, gone, limited = (push_service.subscriber() for _ in range(3))
+    ids = [subscribe(api, tokens["alice"], s).json["id"] for s in (fine, gone, limited)]
+    push_service.answer(gone, 410)
+    push_service.answer(limited, 429, retry_after="30")
+    liked, deleted = notify(alice, bob, "like"), notify(alice, bob, "follow")
+    rows("DELETE FROM notifications WHERE id = :n", n=deleted)
+    pairs = [(ids[0], liked), (ids[1], liked), (ids[2], liked), (ids[0], deleted), (ids[0], liked), (10**9, liked)]
+
+    outcomes = send_push.all(pairs)
+    assert [(o.result, o.reason) for o in outcomes] == [
+        ("sent", "201"), ("removed", "410"), ("retry", "429"), ("skipped", "deleted"),
+        ("skipped", "duplicate"), ("skipped", "no_subscription")]
+    assert outcomes[2].retry_after == 30.0
+    assert [r.token for r in push_service.delivered()] == [fine.token]
+    assert sorted(r.id for r in rows("SELECT id FROM push_subscriptions")) == [ids[0], ids[2]]
+    figures = stats.read(redis)
+    assert figures["sent"] == 1 and figures["removed"] == {"410": 1} and figures["retried"] == {"429": 1}
+    assert figures["skipped"] == {"deleted": 1, "duplicate": 1, "no_subscription": 1}
+    assert send_push.all(pairs[:1])[0].reason == "duplicate"   # delivered once, whatever is replayed
+
+
+def test_one_vapid_signature_serves_a_push_service_until_half_its_validity(alice_subscribed, accounts,
+                                                                          push_service, send_push):
+    from services.push import keys
+
+    _, subscription_id = alice_subscribed
+    alice, bob = accounts["alice"].did, accounts["bob"].did
+    for _ in range(3):
+        assert send_push(subscription_id, notify(alice, bob)).result == "sent"
+    first, second, third = push_service.delivered()
+    assert first.claims == second.claims == third.claims   # one signature, verified every time
+    assert first.claims["exp"] - time.time() > delivery.VAPID_VALIDITY_SECONDS / 2
+    settings = get_settings()
+    key = (settings.vapid_private_key, settings.vapid_email, push_service.origin)
+    headers, _ = keys._signed[key]
+    keys._signed[key] = (headers, time.time() + delivery.VAPID_VALIDITY_SECONDS / 2 - 1)   # half gone
+    assert send_push(subscription_id, notify(alice, bob)).result == "sent"
+    assert keys._signed[key][0] is not headers and len(push_service.delivered()) == 4   # signed anew, accepted
 
 
 def test_the_ttl_header_is_what_is_left_of_the_notifications_life(alice_subscribed, accounts, push_service, send_push):

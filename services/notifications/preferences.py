@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.notifications import NOTIFICATION_TYPES
@@ -22,11 +21,11 @@ _WRITE = text("""
     ON CONFLICT (did) DO UPDATE SET push_reasons = excluded.push_reasons, muted_until = excluded.muted_until,
                                     updated_at = excluded.updated_at
     RETURNING push_reasons, muted_until, updated_at""")
-# Plain driver SQL, as the rest of a delivery's reads (services/push/delivery.py).
-_PUSH_BLOCK = """
-    SELECT CASE WHEN muted_until > now() THEN 'muted'
-                WHEN NOT (%(reason)s = ANY(push_reasons)) THEN 'reason_off' END
-    FROM notification_preferences WHERE did = %(did)s"""
+#: Why a member's preferences hold back a push now ('muted', 'reason_off') or NULL: an SQL
+#: expression over the notification ``n`` and the member's preferences ``np`` (LEFT JOINed, so
+#: NULL for the defaults), which the push delivery reads with the notification itself.
+PUSH_BLOCK_SQL = """CASE WHEN np.muted_until > now() THEN 'muted'
+                         WHEN np.did IS NOT NULL AND NOT (n.type = ANY(np.push_reasons)) THEN 'reason_off' END"""
 
 
 def _view(row) -> dict:
@@ -49,9 +48,3 @@ def set_preferences(session: Session, did: str, push_reasons: list[str], muted_u
     reasons = [reason for reason in NOTIFICATION_TYPES if reason in set(push_reasons)]
     row = session.execute(_WRITE, {"did": did, "push_reasons": reasons, "muted_until": muted_until}).one()
     return _view(row)
-
-
-def push_blocked(connection: Connection, did: str, reason: str) -> str | None:
-    """Why the member's preferences hold back a push of this reason now ('muted', 'reason_off'), or None."""
-    row = connection.exec_driver_sql(_PUSH_BLOCK, {"did": did, "reason": reason}).first()
-    return row[0] if row else None

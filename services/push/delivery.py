@@ -29,17 +29,17 @@ import logging
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from pywebpush import WebPusher, WebPushException
 from sqlalchemy.engine import Connection
 
-from services.notifications.preferences import push_blocked
+from services.notifications.preferences import PUSH_BLOCK_SQL
 from services.outbound import GuardedClient, RefusedDestination, TimedOut, Unreachable, audience_of
 
 from . import payload as payloads
 from . import stats, subscriptions
-from .keys import vapid_signer
+from .keys import vapid_headers
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,33 @@ VAPID_VALIDITY_SECONDS = 12 * 3600
 TOUCH_EVERY_SECONDS = 3600
 
 # Plain driver SQL (psycopg prepares it after a few runs): this read is most of a delivery's
-# database time, and SQLAlchemy's statement handling would double it.
-_NOTIFICATION_PUSH = """
-    SELECT s.id AS subscription_id, s.user_did, s.endpoint, s.p256dh, s.auth, s.last_used_at,
+# database time, and SQLAlchemy's statement handling would double it. One statement reads a
+# whole batch: ``unnest ... WITH ORDINALITY`` keeps the callers' order and their duplicates.
+_NOTIFICATION_PUSHES = f"""
+    SELECT j.ord, j.subscription_id AS wanted_subscription, j.notification_id AS wanted_notification,
+           s.id AS subscription_id, s.user_did, s.endpoint, s.p256dh, s.auth, s.last_used_at,
            n.id AS notification_id, n.recipient_did, n.type, n.actor_did, n.subject_uri, n.reason_uri,
            n.read, n.created_at, a.handle, a.display_name, a.avatar_cid,
            coalesce(r.is_cannect_user, false) AS recipient_is_member,
+           {PUSH_BLOCK_SQL} AS blocked,
            coalesce((SELECT p.text FROM posts p WHERE p.uri = CASE WHEN n.type IN ('reply', 'mention', 'quote')
                                                           THEN n.reason_uri ELSE n.subject_uri END),
                     CASE WHEN n.type IN ('reply', 'mention', 'quote') THEN n.reason_record->>'text' END) AS post_text
-    FROM push_subscriptions s
-    LEFT JOIN notifications n ON n.id = %(notification_id)s
+    FROM unnest(%(subscription_ids)s::bigint[], %(notification_ids)s::bigint[])
+         WITH ORDINALITY AS j(subscription_id, notification_id, ord)
+    LEFT JOIN push_subscriptions s ON s.id = j.subscription_id
+    LEFT JOIN notifications n ON n.id = j.notification_id
     LEFT JOIN profiles a ON a.did = n.actor_did
     LEFT JOIN profiles r ON r.did = n.recipient_did
-    WHERE s.id = %(subscription_id)s
+    LEFT JOIN notification_preferences np ON np.did = n.recipient_did
+    ORDER BY j.ord
 """
-_SUBSCRIPTION = "SELECT id, endpoint, p256dh, auth, last_used_at FROM push_subscriptions WHERE id = %(id)s"
+_SUBSCRIPTIONS = """
+    SELECT s.id, s.endpoint, s.p256dh, s.auth, s.last_used_at
+    FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS j(id, ord)
+    LEFT JOIN push_subscriptions s ON s.id = j.id
+    ORDER BY j.ord
+"""
 
 
 @dataclass(frozen=True)
@@ -101,14 +112,17 @@ class Outcome:
 
 #: Opens an autocommit connection: a delivery runs single statements, each its own transaction.
 Connections = Callable[[], AbstractContextManager[Connection]]
+#: Reads a batch of pushes: one Push (to send) or Outcome (not to send) per item, in order.
+Prepare = Callable[[Connection, float], list["Push | Outcome"]]
 
 
-def unwanted(connection: Connection, row) -> str | None:
+def unwanted(row) -> str | None:
     """Why the subscriber should not get this notification now; None: send it.
 
     The single place that decides whether a member still wants a push, checked at send time,
-    with the member's preferences (``services/notifications/preferences.py``): muted until a
-    time, or a reason they do not want pushed. The in-app list still shows those.
+    with the member's preferences (``services/notifications/preferences.py``, read in the same
+    statement as the notification): muted until a time, or a reason they do not want pushed.
+    The in-app list still shows those.
     """
     if row.user_did != row.recipient_did:
         return "not_recipient"   # the endpoint now belongs to another account
@@ -116,22 +130,27 @@ def unwanted(connection: Connection, row) -> str | None:
         return "read"            # already seen in the app
     if not row.recipient_is_member:
         return "not_member"
-    return push_blocked(connection, row.recipient_did, row.type)   # muted | reason_off | None
+    return row.blocked           # muted | reason_off | None
 
 
 def _age(created_at, now: float) -> float:
     return now - created_at.timestamp()
 
 
-def prepare_notification(connection: Connection, settings, subscription_id: int, notification_id: int,
-                         now: float) -> Push | Outcome:
-    row = connection.exec_driver_sql(_NOTIFICATION_PUSH, {"subscription_id": subscription_id,
-                                                          "notification_id": notification_id}).first()
-    if row is None:
+def prepare_notifications(connection: Connection, settings, pairs: Sequence[tuple[int, int]],
+                          now: float) -> list[Push | Outcome]:
+    """What to do with each ``(subscription_id, notification_id)``, read in one statement."""
+    rows = connection.exec_driver_sql(_NOTIFICATION_PUSHES, {
+        "subscription_ids": [s for s, _ in pairs], "notification_ids": [n for _, n in pairs]}).all()
+    return [_notification_push(row, settings, now) for row in rows]
+
+
+def _notification_push(row, settings, now: float) -> Push | Outcome:
+    if row.subscription_id is None:
         return Outcome("skipped", "no_subscription")
     if row.notification_id is None:
         return Outcome("skipped", "deleted")
-    reason = unwanted(connection, row)
+    reason = unwanted(row)
     if reason:
         return Outcome("skipped", reason)
     ttl = int(settings.push_ttl_seconds - _age(row.created_at, now))
@@ -139,21 +158,23 @@ def prepare_notification(connection: Connection, settings, subscription_id: int,
         return Outcome("skipped", "expired")
     return Push(row.subscription_id, row.endpoint, row.p256dh, row.auth,
                 payloads.notification_payload(row, settings.avatar_cdn), ttl, URGENCY.get(row.type, "normal"),
-                topic=f"n{notification_id}", event_at=row.created_at.timestamp(),
-                done_key=f"cannect:push:done:n{notification_id}:{subscription_id}", touch=_stale(row.last_used_at, now))
+                topic=f"n{row.notification_id}", event_at=row.created_at.timestamp(),
+                done_key=f"cannect:push:done:n{row.notification_id}:{row.subscription_id}",
+                touch=_stale(row.last_used_at, now))
 
 
-def prepare_broadcast(connection: Connection, settings, subscription_id: int, broadcast: dict,
-                      now: float) -> Push | Outcome:
-    row = connection.exec_driver_sql(_SUBSCRIPTION, {"id": subscription_id}).first()
-    if row is None:
-        return Outcome("skipped", "no_subscription")
+def prepare_broadcasts(connection: Connection, settings, subscription_ids: Sequence[int], broadcast: dict,
+                       now: float) -> list[Push | Outcome]:
+    """What to do with an admin's broadcast for each of these subscriptions, read in one statement."""
+    rows = connection.exec_driver_sql(_SUBSCRIPTIONS, {"ids": list(subscription_ids)}).all()
     ttl = int(broadcast.get("ttl") or settings.push_ttl_seconds) - int(now - broadcast["sentAt"])
-    if ttl <= 0:
-        return Outcome("skipped", "expired")
-    return Push(row.id, row.endpoint, row.p256dh, row.auth, payloads.broadcast_payload(broadcast), ttl,
-                URGENCY["broadcast"], topic=None, event_at=broadcast["sentAt"],
-                done_key=f"cannect:push:done:b{broadcast['id']}:{row.id}", touch=_stale(row.last_used_at, now))
+    body = payloads.broadcast_payload(broadcast)
+    return [Outcome("skipped", "no_subscription") if row.id is None
+            else Outcome("skipped", "expired") if ttl <= 0
+            else Push(row.id, row.endpoint, row.p256dh, row.auth, body, ttl, URGENCY["broadcast"], topic=None,
+                      event_at=broadcast["sentAt"], done_key=f"cannect:push:done:b{broadcast['id']}:{row.id}",
+                      touch=_stale(row.last_used_at, now))
+            for row in rows]
 
 
 def _stale(last_used_at, now: float) -> bool:
@@ -162,11 +183,9 @@ def _stale(last_used_at, now: float) -> bool:
 
 def send(http: GuardedClient, settings, push: Push) -> Outcome:
     """Encrypt (pywebpush, aes128gcm), sign (py_vapid), POST; what the answer means for the push."""
-    # A fresh claims dict every time: the libraries fill in and keep what they are given.
-    claims = {"sub": settings.vapid_email, "aud": audience_of(push.endpoint),
-              "exp": int(time.time()) + VAPID_VALIDITY_SECONDS}
     try:
-        headers = vapid_signer(settings.vapid_private_key).sign(claims)
+        headers = vapid_headers(settings.vapid_private_key, settings.vapid_email, audience_of(push.endpoint),
+                                VAPID_VALIDITY_SECONDS)
         body = WebPusher({"endpoint": push.endpoint, "keys": {"p256dh": push.p256dh, "auth": push.auth}}
                          ).encode(push.payload, "aes128gcm")["body"]
     except (WebPushException, ValueError) as exc:  # keys or endpoint the libraries cannot use
@@ -217,36 +236,70 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def deliver(connections: Connections, redis, http: GuardedClient, settings,
-            prepare: Callable[[Connection, float], Push | Outcome]) -> Outcome:
-    """One delivery from start to finish, counted in ``stats``; a ``retry`` outcome is for the caller."""
+def deliver(connections: Connections, redis, http: GuardedClient, settings, prepare: Prepare,
+            send_all: SendAll | None = None) -> list[Outcome]:
+    """A batch of deliveries from start to finish, each counted in ``stats``; one outcome per item.
+
+    One statement reads the batch, one Redis round trip finds those already delivered, the
+    rest are sent (``send_all`` may send them concurrently: a push service takes 50-300 ms),
+    and one Redis round trip and at most two statements settle them. ``retry`` outcomes are
+    for the caller to schedule.
+    """
     with connections() as connection:
-        push = prepare(connection, time.time())
-    if isinstance(push, Outcome):
-        stats.record(redis, push.result, push.reason)
-        return push
-    if redis.exists(push.done_key):
-        outcome = Outcome("skipped", "duplicate")
-        stats.record(redis, outcome.result, outcome.reason)
-        return outcome
-    outcome = send(http, settings, push)
-    if outcome.result == "sent":
-        pipe = redis.pipeline(transaction=False)
-        pipe.set(push.done_key, 1, ex=max(push.ttl, 60))
-        stats.add(pipe, "sent", latency=time.time() - push.event_at)
-        pipe.execute()
-        if push.touch:
-            with connections() as connection:
-                subscriptions.touch(connection, push.subscription_id)
-    elif outcome.result == "removed":
+        prepared = prepare(connection, time.time())
+    outcomes: list[Outcome | None] = [item if isinstance(item, Outcome) else None for item in prepared]
+    pushes = [(i, item) for i, item in enumerate(prepared) if isinstance(item, Push)]
+    if pushes:
+        delivered = redis.mget([push.done_key for _, push in pushes])
+        seen: set[str] = set()
+        for (i, push), done in zip(pushes, delivered):
+            if done is not None or push.done_key in seen:   # sent before, or twice in this batch
+                outcomes[i] = Outcome("skipped", "duplicate")
+            seen.add(push.done_key)
+        pushes = [(i, push) for i, push in pushes if outcomes[i] is None]
+    sent = (send_all or _send_each)(http, settings, [push for _, push in pushes])
+    for (i, _), outcome in zip(pushes, sent):
+        outcomes[i] = outcome
+    return _settle(connections, redis, dict(pushes), outcomes)
+
+
+#: Sends a list of pushes, returning their outcomes in order (a thread pool may do it concurrently).
+SendAll = Callable[[GuardedClient, object, list[Push]], list[Outcome]]
+
+
+def _send_each(http: GuardedClient, settings, pushes: list[Push]) -> list[Outcome]:
+    return [send(http, settings, push) for push in pushes]
+
+
+def _settle(connections: Connections, redis, pushes: dict[int, Push], outcomes: list[Outcome]) -> list[Outcome]:
+    """Count every outcome, remember what was delivered, drop refused subscriptions, touch used ones."""
+    pipe = redis.pipeline(transaction=False)
+    removed, touched, given_up = [], [], []
+    now = time.time()
+    for i, outcome in enumerate(outcomes):
+        push = pushes.get(i)
+        if push is None or outcome.result == "skipped":
+            stats.add(pipe, outcome.result, outcome.reason)
+        elif outcome.result == "sent":
+            pipe.set(push.done_key, 1, ex=max(push.ttl, 60))
+            stats.add(pipe, "sent", latency=now - push.event_at)
+            if push.touch:
+                touched.append(push.subscription_id)
+        elif outcome.result == "removed":
+            removed.append((push.subscription_id, push.endpoint))
+            stats.add(pipe, "removed", outcome.reason)
+        elif outcome.retry_after is not None and outcome.retry_after >= push.ttl:
+            # Allowed again only once it is stale: give up now.
+            outcomes[i] = Outcome("failed", f"{outcome.reason}_beyond_ttl", status=outcome.status)
+            given_up.append((outcomes[i].reason, push))
+        else:
+            stats.add(pipe, "retried", outcome.reason)
+    pipe.execute()
+    for reason, push in given_up:
+        stats.record_give_up(redis, reason, subscription=push.subscription_id, push=push.done_key.rsplit(":", 2)[-2])
+    if removed or touched:
         with connections() as connection:
-            subscriptions.remove(connection, push.subscription_id, push.endpoint)
-        stats.record(redis, "removed", outcome.reason)
-    elif outcome.retry_after is not None and outcome.retry_after >= push.ttl:
-        # Allowed again only once it is stale: give up now.
-        stats.record_give_up(redis, f"{outcome.reason}_beyond_ttl", subscription=push.subscription_id,
-                             push=push.done_key.rsplit(":", 2)[-2])
-        outcome = Outcome("failed", f"{outcome.reason}_beyond_ttl", status=outcome.status)
-    else:
-        stats.record(redis, "retried", outcome.reason)
-    return outcome
+            for subscription_id, endpoint in removed:
+                subscriptions.remove(connection, subscription_id, endpoint)
+            subscriptions.touch(connection, touched)
+    return outcomes

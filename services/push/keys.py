@@ -11,6 +11,7 @@ import base64
 import binascii
 import functools
 import re
+import time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -82,3 +83,23 @@ def check_vapid_pair(public_key: str, private_key: str) -> None:
     p256_point(public_key, "VAPID_PUBLIC_KEY")
     if public_key_of(vapid_signer(private_key)) != b64url_encode(b64url_decode(public_key)):
         raise InvalidKey("VAPID_PRIVATE_KEY does not belong to VAPID_PUBLIC_KEY")
+
+
+_signed: dict[tuple[str, str, str], tuple[dict, float]] = {}
+
+
+def vapid_headers(private_key: str, contact: str, audience: str, validity: int) -> dict:
+    """``Authorization`` (RFC 8292 ``vapid t=..., k=...``) for one push service, as a new dict.
+
+    A signature stays valid for ``validity`` seconds, so one per push service is reused until
+    half of that has passed instead of an ECDSA signature per push. Each signing gets a fresh
+    claims dict: py_vapid fills in and keeps what it is given.
+    """
+    now = time.time()
+    key = (private_key, contact, audience)
+    headers, expires = _signed.get(key, (None, 0.0))
+    if headers is None or expires - now < validity / 2:
+        expires = int(now) + validity
+        headers = vapid_signer(private_key).sign({"sub": contact, "aud": audience, "exp": expires})
+        _signed[key] = (headers, expires)
+    return dict(headers)

@@ -88,9 +88,11 @@ def remove(session: Session | Connection, subscription_id: int, endpoint: str) -
         PushSubscription.id == subscription_id, PushSubscription.endpoint == endpoint)).rowcount > 0
 
 
-def touch(session: Session | Connection, subscription_id: int) -> None:
-    session.execute(PushSubscription.__table__.update().where(PushSubscription.id == subscription_id)
-                    .values(last_used_at=datetime.now(timezone.utc)))
+def touch(session: Session | Connection, subscription_ids: list[int]) -> None:
+    """Note that these subscriptions work (``last_used_at``: the least recently used go first)."""
+    if subscription_ids:
+        session.execute(PushSubscription.__table__.update().where(PushSubscription.id.in_(subscription_ids))
+                        .values(last_used_at=datetime.now(timezone.utc)))
 
 
 def fan_out(session: Session, notification_ids: list[int]) -> list[tuple[int, int]]:
