@@ -2,7 +2,7 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest, identity and notify workers, scheduler and web app as child
+the replay server, listener, ingest, identity, notify and push workers, scheduler and web app as child
 processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
 the PLC directory and handle resolution for the capture's accounts, so handles are verified
 offline as they would be against the real network.
@@ -39,6 +39,10 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     os.environ.setdefault("HANDLE_RESOLVER_URL", f"http://127.0.0.1:{replay_port}")
     os.environ["PORT"] = str(web_port)
     os.environ.setdefault("JWT_SECRET", _local_secret())
+    if not os.environ.get("VAPID_PRIVATE_KEY"):
+        public, private = _local_vapid_keys()
+        os.environ.update(VAPID_PUBLIC_KEY=public, VAPID_PRIVATE_KEY=private)
+        os.environ.setdefault("VAPID_EMAIL", "mailto:ops@localhost.test")
 
     subprocess.run(_cannect("migrate"), check=True)
     if capture is None:
@@ -51,12 +55,11 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "worker": _cannect("worker", "--queues", "ingest", "--processes", "1", "--threads", "2"),
         "identity": _cannect("worker", "--queues", "identity", "--processes", "1", "--threads", "4"),
         "notify": _cannect("worker", "--queues", "notify", "--processes", "1", "--threads", "2"),
+        "push": _cannect("worker", "--queues", "push", "--processes", "1", "--threads", "8"),
         "listener": _cannect("listen"),
         "scheduler": _cannect("scheduler"),
         "web": _cannect("web", "--port", str(web_port)),
     }
-    if os.environ.get("VAPID_PRIVATE_KEY"):  # web push configured: deliver it
-        processes["push"] = _cannect("worker", "--queues", "push", "--processes", "1", "--threads", "8")
     children = {name: subprocess.Popen(argv) for name, argv in processes.items()}
     time.sleep(1.5)
     click.echo(click.style(f"""
@@ -65,6 +68,8 @@ Cannect is running.
   API docs:        http://127.0.0.1:{web_port}/api/swagger   (OpenAPI: /api/openapi.json)
   Indexer health:  http://127.0.0.1:{web_port}/health/indexer
   Metrics:         http://127.0.0.1:{web_port}/metrics
+  Notifications:   DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
+                   .venv/bin/cannect notifications tail      (members' live notifications as they happen)
   Status:          DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
                    .venv/bin/cannect status
   Replaying {capture} at {'full speed' if speed == 0 else f'{speed:g}x real time'} from {os.environ['JETSTREAM_URL']}
@@ -94,6 +99,22 @@ def _local_secret() -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _local_vapid_keys() -> tuple[str, str]:
+    """A VAPID key pair for this machine's trial runs, kept so browser subscriptions stay valid."""
+    import json
+
+    from services.push.keys import generate_vapid_keys
+
+    path = STATE_DIR / "vapid.json"
+    if not path.exists():
+        public, private = generate_vapid_keys()
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"public": public, "private": private}))
+        path.chmod(0o600)
+    keys = json.loads(path.read_text())
+    return keys["public"], keys["private"]
 
 
 def _port_taken(port: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,46 @@ class Web:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def token_for(env: dict, did: str, ttl: int = 3600) -> str:
+    """An app access token for ``did``, signed with the environment's ``JWT_SECRET``."""
+    from services.tokens import issue_access_token
+
+    return issue_access_token(did, "session-1", env["JWT_SECRET"], ttl)
+
+
+class Client:
+    """A websocket-client connection to ``/ws`` that reads JSON messages."""
+
+    def __init__(self, url: str, **options):
+        import websocket
+
+        self.ws = websocket.create_connection(url, timeout=15, **options)
+
+    def send(self, message) -> None:
+        self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    def recv(self) -> dict:
+        return json.loads(self.ws.recv())
+
+    def expect(self, kind: str) -> dict:
+        message = self.recv()
+        assert message["type"] == kind, message
+        return message
+
+    def subscribe(self, uris: list[str], since: str | None = None) -> dict:
+        self.send({"type": "subscribe", "uris": uris, **({"since": since} if since else {})})
+        return self.expect("subscribed")
+
+    def auth(self, token: str, since: str | None = None) -> dict:
+        self.send({"type": "auth", "token": token, **({"since": since} if since else {})})
+        return self.expect("auth_ok")
+
+    def sync(self) -> None:
+        """Round trip: everything the server sent before the pong has been read by now."""
+        self.send({"type": "ping"})
+        self.expect("pong")
+
+    def close(self) -> None:
+        self.ws.close()

@@ -252,7 +252,7 @@ def test_every_queue_has_exactly_one_worker_family(procfile):
     consumed: dict[str, str] = {}
     for process, command in procfile.items():
         argv = shlex.split(command)
-        if argv[:2] != ["dramatiq", "tasks"]:
+        if argv[:2] not in (["dramatiq", "tasks"], ["cannect", "worker"]):
             continue
         assert process.startswith("worker_"), f"{process} runs dramatiq but is not named worker_*"
         for queue in _queues(argv):

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from cannect.capture import generate_capture
 from cannect.config import DEFAULT_CANNABIS_TAGS
 from cannect.replay import Capture
-from harness import System, last_kept_time_us
+from harness import Client, System, Web, last_kept_time_us, token_for
 from model import CommunityModel, assert_invariants
 from services.jetstream import Skip, parse_event
 from services.members import add_member
@@ -216,14 +216,13 @@ def _time_us_or_none(line: bytes) -> int | None:
 
 
 def test_members_get_their_notifications_live_and_pushed(env, tmp_path, session):
-    """Replay -> listener -> ingest -> notify -> push, against the local push service: the
-    notifications are the model's, each reached the member's live channel (the realtime stream
-    the web processes deliver to the member's own sockets) and each arrived as a decrypted push."""
-    import redis as redis_lib
+    """Replay -> listener -> ingest -> notify -> push and web, against the local push service:
+    the notifications are the model's, each reached the member's own socket on ``/ws`` (a real
+    gunicorn process) once, and each arrived at the member's phone as a decrypted push once."""
+    import websocket
 
     from fakes.push import FakePushService
     from services.push.keys import generate_vapid_keys
-    from services.realtime import STREAM, did_key
 
     capture, model = _prepare(tmp_path, session, 20_000, seed=21)
     expected = model.snapshot()["notifications"]
@@ -237,10 +236,14 @@ def test_members_get_their_notifications_live_and_pushed(env, tmp_path, session)
         session.execute(text("INSERT INTO push_subscriptions (user_did, endpoint, p256dh, auth) VALUES (:d, :e, :p, :a)"),
                         {"d": member, "e": phone.endpoint, "p": phone.p256dh, "a": phone.auth})
         session.commit()
-        system = System({**env, "VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private,
-                         "VAPID_EMAIL": "mailto:ops@cannect.space", "PUSH_INSECURE_TEST_ORIGINS": service.origin},
-                        tmp_path)
+        push_env = {**env, "VAPID_PUBLIC_KEY": public, "VAPID_PRIVATE_KEY": private,
+                    "VAPID_EMAIL": "mailto:ops@cannect.space", "PUSH_INSECURE_TEST_ORIGINS": service.origin}
+        system = System(push_env, tmp_path)
+        web = Web(push_env, tmp_path / "web.log")
+        live: list[dict] = []
         try:
+            socket = Client(web.url)
+            socket.auth(token_for(env, member))
             system.start_replay(capture)
             system.start_worker(processes=1, threads=2)
             system.start_notify_worker()
@@ -259,7 +262,26 @@ def test_members_get_their_notifications_live_and_pushed(env, tmp_path, session)
                 time.sleep(0.2)
             pushes = service.delivered()
             assert service.errors == []
+            socket.ws.settimeout(2)
+            while not set(ids) <= {event["notification"]["id"] for event in live}:
+                assert time.monotonic() < deadline, "not every notification reached the socket"
+                try:
+                    message = socket.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                if message["type"] == "notification":
+                    live.append(message)
+            socket.sync()   # and anything still on its way: no second copy of any of them
+            while True:
+                try:
+                    message = socket.recv()
+                except websocket.WebSocketTimeoutException:
+                    break
+                if message["type"] == "notification":
+                    live.append(message)
+            socket.close()
         finally:
+            web.stop()
             system.stop_all()
     # Each pushed once, decrypted, with its type; a push of a notification whose cause was
     # deleted later (an unlike) may have gone out before the delete: it is one of the member's.
@@ -268,10 +290,10 @@ def test_members_get_their_notifications_live_and_pushed(env, tmp_path, session)
     assert {(str(i), t) for i, t in ids.items()} <= set(pushed)
     assert all(int(i) <= max(ids) + 1000 for i, _ in pushed)
 
-    redis = redis_lib.Redis.from_url(env["REDIS_URL"])
-    live = [orjson.loads(fields[b"e"]) for _, fields in redis.xrange(STREAM)
-            if fields[b"k"] == did_key(member).encode() and fields[b"t"] == b"notification"]
+    # On the socket: only the member's own, each once, as the REST API shows them.
     announced = [event["notification"]["id"] for event in live]
     assert set(ids) <= set(announced) and len(announced) == len(set(announced))
+    assert all(event["notification"]["reason"] == ids[event["notification"]["id"]]
+               for event in live if event["notification"]["id"] in ids)
     # A push is sent only for a notification still there: some announced ones were gone by then.
     assert {i for i, _ in pushed} <= {str(i) for i in announced}

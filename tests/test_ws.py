@@ -21,7 +21,7 @@ import orjson
 import pytest
 import redis as redis_lib
 import websocket
-from harness import System, Web
+from harness import Client, System, Web, token_for
 from sqlalchemy import text
 
 from app.ws_limits import SWEEP_EVERY, IpLedger
@@ -53,44 +53,6 @@ def web(env, tmp_path):
 @pytest.fixture
 def stream(redis_url):
     return redis_lib.Redis.from_url(redis_url)
-
-
-def token_for(env: dict, did: str, ttl: int = 3600) -> str:
-    return issue_access_token(did, "session-1", env["JWT_SECRET"], ttl)
-
-
-class Client:
-    """A websocket-client connection that reads JSON messages."""
-
-    def __init__(self, url: str, **options):
-        self.ws = websocket.create_connection(url, timeout=15, **options)
-
-    def send(self, message) -> None:
-        self.ws.send(message if isinstance(message, str) else json.dumps(message))
-
-    def recv(self) -> dict:
-        return json.loads(self.ws.recv())
-
-    def expect(self, kind: str) -> dict:
-        message = self.recv()
-        assert message["type"] == kind, message
-        return message
-
-    def subscribe(self, uris: list[str], since: str | None = None) -> dict:
-        self.send({"type": "subscribe", "uris": uris, **({"since": since} if since else {})})
-        return self.expect("subscribed")
-
-    def auth(self, token: str, since: str | None = None) -> dict:
-        self.send({"type": "auth", "token": token, **({"since": since} if since else {})})
-        return self.expect("auth_ok")
-
-    def sync(self) -> None:
-        """Round trip: everything the server sent before the pong has been read by now."""
-        self.send({"type": "ping"})
-        self.expect("pong")
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 # -- changes, made the way the ingest actor makes them -------------------------------------
