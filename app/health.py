@@ -37,7 +37,7 @@ def health_indexer():
     """Listener lag, last event age, counters and queue depths; 503 when it has fallen behind."""
     try:
         with session_scope() as session:
-            report = gather(get_redis(), session)
+            report = gather(get_redis(), session, classification=False)
     except Exception as exc:
         return problem(503, "Indexer status unavailable", type(exc).__name__)
     lag = report["lag_seconds"]

@@ -100,6 +100,37 @@ class ListenerCollector:
         yield skipped
 
 
+class ClassificationCollector:
+    """Classification progress and LLM spend (services/classify/stats.py), read from the database
+    at scrape time; left out (and logged) when the database is not answering."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from services.classify import stats
+        from services.db import session_scope
+
+        try:
+            with session_scope() as session:
+                figures = stats.summary(session)
+        except Exception:  # a scrape must not fail because of one source
+            logging.getLogger(__name__).warning("classification metrics left out: database not answering",
+                                                exc_info=True)
+            return
+        posts = GaugeMetricFamily("cannect_classify_posts", "Indexed posts by classification state",
+                                  labels=["state"])
+        for state in ("classified", "outdated", "unprocessed", "failed_retrying", "failed"):
+            posts.add_metric([state], figures[state])
+        yield posts
+        llm = figures["llm"]
+        yield GaugeMetricFamily("cannect_llm_spend_today_usd", "LLM spend since midnight UTC (llm_calls)",
+                                value=llm["spend_today_usd"] or 0.0)
+        if llm["cost_per_1000_posts_usd_24h"] is not None:
+            yield GaugeMetricFamily("cannect_llm_cost_per_1000_posts_usd",
+                                    "LLM cost per 1,000 posts classified, last 24 hours",
+                                    value=llm["cost_per_1000_posts_usd_24h"])
+
+
 def _shared_metrics() -> bytes:
     """Figures kept in Redis by other processes; left out (and logged) when Redis is away."""
     from prometheus_client import CollectorRegistry
@@ -110,6 +141,7 @@ def _shared_metrics() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PushCollector(get_redis()))
     registry.register(ListenerCollector(get_redis()))
+    registry.register(ClassificationCollector())
     try:
         return generate_latest(registry)
     except RedisError:

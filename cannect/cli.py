@@ -312,6 +312,10 @@ def status(as_json, max_silence):
                + (" - cannect deadletters list" if letters["held"] else ""))
     for letter in letters["latest"]:
         click.echo(_terminal_safe(f"  {letter['id']:>6}  {_label(letter)}: {letter['reason']}"))
+    _echo_classification(report["classification"])
+    runs = report.get("intelligence") or {}  # last run (UTC) of each aggregate, view and trend job
+    click.echo("intelligence     " + ("  ".join(f"{job} {run['finished_at'][:19]}Z" for job, run in runs.items())
+                                      or "no aggregate computed yet"))
     for name, depth in report["queues"].items():
         dead = report["dead_letters"][name]
         click.echo(f"queue {name:<10} {depth:,} pending" + (f", {dead:,} dead letters" if dead else ""))
@@ -320,6 +324,16 @@ def status(as_json, max_silence):
                f"retried {push['retried']:,}  skipped {push['skipped']:,}"
                + (f"  (latency mean {latency['mean']:.2f}s, p95 <= {latency['p95_le']:g}s)"
                   if latency["mean"] is not None else ""))
+
+
+def _echo_classification(figures: dict) -> None:
+    llm = figures["llm"]
+    per_1000 = llm["cost_per_1000_posts_usd_24h"]
+    click.echo(f"classified       {figures['classified']:,} posts (version {figures['version']}), "
+               f"{figures['unprocessed']:,} unprocessed, {figures['failed_retrying']:,} failed (to retry), "
+               f"{figures['failed']:,} failed, {figures['outdated']:,} at an older version")
+    click.echo(f"llm spend        ${llm['spend_today_usd']:.4f} today, "
+               + (f"${per_1000:.4f} per 1,000 posts (24 h)" if per_1000 is not None else "no LLM answers in 24 h"))
 
 
 def _label(letter: dict) -> str:
@@ -426,6 +440,11 @@ def run(capture, events, speed, port):
 
     run_all(capture, events, speed, port)
 
+
+from .cli_classify import backfill as _backfill, classify as _classify  # noqa: E402
+
+main.add_command(_classify)
+main.add_command(_backfill)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+from typing_extensions import Annotated, Literal
 
 DEFAULT_CANNABIS_TAGS = (
     "cannabis", "weed", "420", "thc", "cbd", "cannabiscommunity", "marijuana", "mmj",
@@ -86,6 +86,33 @@ class Settings(DatabaseSettings):
     deepseek_api_key: str | None = None
     deepseek_base_url: str = "https://api.deepseek.com"
     deepseek_model: str = "deepseek-v4-flash"
+    # Which classifier labels posts (services/classify): "auto" = the LLM when DEEPSEEK_API_KEY
+    # is set, else the offline one; "llm" or "offline" force one.
+    classifier: Literal["auto", "llm", "offline"] = "auto"
+    # Posts per classify message (after ingest, from the sweep and the backfill); unset: one
+    # LLM request's worth (LLM_BATCH_SIZE) with the LLM, 100 offline (no request to fill).
+    classify_batch_size: int | None = Field(default=None, ge=1, le=500)
+    # Posts whose classification failed for a passing reason (Failure.retry_later) are tried
+    # again by the sweep at most once per this many seconds.
+    classify_retry_delay_seconds: int = Field(default=900, ge=10, le=7 * 86400)
+    # Offline classifier: a directory of extra lexicon *.toml files merged over the shipped ones
+    # (services/classify/lexicons/; same section and name replaces an entry, extend = true adds to it).
+    classifier_lexicon_dir: str | None = None
+    # LLM classifier (services/classify/llm.py): posts per request; requests in flight across
+    # ALL workers (a Redis semaphore); spend per UTC day after which posts wait for tomorrow
+    # (0: no LLM calls); seconds per request; requests per post before it fails; prices in USD
+    # per million tokens (DeepSeek's published chat prices) for llm_calls.cost_usd and the cap.
+    llm_batch_size: int = Field(default=20, ge=1, le=100)
+    llm_max_concurrency: int = Field(default=8, ge=1, le=512)
+    llm_daily_budget_usd: float = Field(default=5.0, ge=0)
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_max_attempts: int = Field(default=4, ge=1, le=10)
+    llm_price_input_cache_hit: float = Field(default=0.028, ge=0)
+    llm_price_input_cache_miss: float = Field(default=0.28, ge=0)
+    llm_price_output: float = Field(default=0.42, ge=0)
+    # Send DeepSeek's {"thinking": {"type": "disabled"}}: "auto" when the model or base URL
+    # names deepseek (OpenAI itself rejects unknown body fields), "always", or "never".
+    llm_disable_thinking: Literal["auto", "always", "never"] = "auto"
     # The app's own session tokens (JWT, HS256). Required by the web process.
     jwt_secret: str | None = Field(default=None, min_length=32)
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)

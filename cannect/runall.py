@@ -2,7 +2,8 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest, identity, notify and push workers, scheduler and web app as child
+the replay server, listener, ingest, identity, notify, push, classify and views
+workers, scheduler and web app as child
 processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
 the PLC directory and handle resolution for the capture's accounts, so handles are verified
 offline as they would be against the real network.
@@ -56,6 +57,8 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "identity": _cannect("worker", "--queues", "identity", "--processes", "1", "--threads", "4"),
         "notify": _cannect("worker", "--queues", "notify", "--processes", "1", "--threads", "2"),
         "push": _cannect("worker", "--queues", "push", "--processes", "1", "--threads", "8"),
+        "classify": _cannect("worker", "--queues", "classify", "--processes", "1", "--threads", "2"),
+        "views": _cannect("worker", "--queues", "views", "--processes", "1", "--threads", "2"),
         "listener": _cannect("listen"),
         "scheduler": _cannect("scheduler"),
         "web": _cannect("web", "--port", str(web_port)),

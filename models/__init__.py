@@ -3,6 +3,8 @@
 from .b2b import ApiClient, ApiUsage
 from .base import Base
 from .ingest import IngestDeadLetter, IngestPending, IngestRecent, IngestState
+from .insights import (IntelligenceDirtyAuthor, IntelligenceRun, OpportunitySample, OpportunityScore,
+                       PostMetricsHistory, Trend, TrendSource)
 from .intelligence import Brand, LlmCall, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, NotificationPreference, PushSubscription
 from .posts import Post
@@ -16,4 +18,6 @@ __all__ = [
     "ApiClient", "ApiUsage", "Base", "Brand", "Follow", "IngestDeadLetter", "IngestPending", "IngestRecent", "IngestState", "Like", "LlmCall",
     "Notification", "NotificationPreference", "Post", "PostClassification", "Profile", "PushSubscription", "Repost", "Strain",
     "TimeSeriesAggregate", "UserFollowState", "UserPostState", "UserProfile", "metadata",
+    "IntelligenceDirtyAuthor", "IntelligenceRun", "OpportunitySample", "OpportunityScore", "PostMetricsHistory",
+    "Trend", "TrendSource",
 ]

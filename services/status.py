@@ -10,13 +10,15 @@ from sqlalchemy.orm import Session
 from models import IngestPending
 
 from . import listener_state
+from .intelligence import runs as intelligence_runs
 from .ingest import deadletters, read_state
+from .classify import stats as classify_stats
 from .push import stats as push_stats
 
 #: Dead-lettered events listed (newest first) in the status.
 LATEST_DEAD_LETTERS = 5
 #: Queues every deployment has; others are discovered from Redis.
-KNOWN_QUEUES = ("identity", "ingest", "notify", "push")
+KNOWN_QUEUES = ("classify", "identity", "ingest", "notify", "push", "views")
 _NAMESPACE = "dramatiq"
 
 
@@ -38,7 +40,9 @@ def queue_depths(redis) -> dict[str, dict[str, int]]:
     return depths
 
 
-def gather(redis, session: Session | None) -> dict:
+def gather(redis, session: Session | None, classification: bool = True) -> dict:
+    """The status; ``classification=False`` leaves out the per-state post counts (a scan of
+    ``posts``), for health checks polled every few seconds."""
     saved = listener_state.load(redis)
     stats = listener_state.read_stats(redis)
     cursor = saved.cursor if saved else None
@@ -73,4 +77,9 @@ def gather(redis, session: Session | None) -> dict:
             "latest": [{key: view[key] for key in ("id", "time_us", "did", "collection", "rkey", "reason")}
                        for view in map(deadletters.as_dict, deadletters.latest(session, LATEST_DEAD_LETTERS))],
         }
+        # Last run of each aggregate, view and trend job (services/intelligence/runs.py).
+        status["intelligence"] = intelligence_runs.summary(session)
+        # Posts classified / waiting / failed, and LLM spend (services/classify/stats.py).
+        if classification:
+            status["classification"] = classify_stats.summary(session)
     return status

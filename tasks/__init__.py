@@ -12,6 +12,6 @@ from .broker import setup_broker
 configure_logging()
 broker = setup_broker(get_settings())
 
-from . import identity, ingest, notify, push  # noqa: E402  (actors need the broker above)
+from . import classify, identity, ingest, notify, push, views  # noqa: E402  (actors need the broker above)
 
-__all__ = ["broker", "identity", "ingest", "notify", "push"]
+__all__ = ["broker", "classify", "identity", "ingest", "notify", "push", "views"]

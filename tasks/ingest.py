@@ -18,6 +18,9 @@
   the commit the ids of those it inserted go in one message to ``notify`` (``tasks/notify.py``),
   which publishes them live and fans out their pushes. A failed enqueue is logged: they stay
   listed in the app, only their announcement is lost.
+- Classification: the ids of the posts a batch newly indexed are read in its transaction and
+  queued to ``classify`` after the commit (``tasks/classify.py``). A failed enqueue is logged:
+  the scheduler's classify sweep finds unclassified posts anyway.
 - Realtime: the events of what a batch changed are read inside its transaction and published
   to the realtime stream after the commit (never for a rollback). A publish that fails is
   logged, not retried: the batch is committed, a retry would find it a duplicate, and clients
@@ -32,11 +35,12 @@ import dramatiq
 import redis
 
 from cannect.config import get_settings
+from services.classify.pipeline import post_ids_of
 from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
 from services.realtime import collect_events, try_publish
 
-from . import identity, notify
+from . import classify, identity, notify
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +85,11 @@ def _apply_then_announce(apply):
         with session_scope() as session:
             outcome = apply(session, settings)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
+            new_posts = post_ids_of(session, outcome.indexed_posts)
         try_publish(_redis(), events)
     _announce(outcome.changes)
     _request_identity(outcome.changes)
+    _request_classification(new_posts)
     return outcome
 
 
@@ -93,6 +99,15 @@ def _announce(changes_list) -> None:
         notify.request([nid for changes in changes_list for nid in changes.notification_ids])
     except redis.RedisError:
         log.error("ingest: could not queue the announcement of new notifications", exc_info=True)
+
+
+def _request_classification(post_ids: list[int]) -> None:
+    """After the commit: classify the newly indexed posts (``tasks/classify.py``)."""
+    try:
+        classify.request(post_ids)
+    except redis.RedisError:
+        log.warning("ingest: could not queue the classification of %d new posts (the sweep will)",
+                    len(post_ids), exc_info=True)
 
 
 def _request_identity(changes_list) -> None:

@@ -7,7 +7,7 @@ import signal
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from tasks import identity, ingest
+from tasks import classify, identity, ingest, views
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 JOBS = [
     (ingest.drain, 60),
     (identity.sweep, 60),
+    (classify.sweep, 60),
+    *views.SCHEDULE,
 ]
 
 

@@ -210,10 +210,16 @@ class PostText:
 
 @dataclass(frozen=True)
 class Failure:
-    """A post a classifier could not classify, and why (stored in ``posts.processing_error``)."""
+    """A post a classifier could not classify, and why (stored in ``posts.processing_error``).
+
+    ``retry_later``: the failure is the service's, not the post's (daily LLM budget reached,
+    provider down or refusing our key, slots busy): the pipeline should try the post again
+    later instead of recording it as failed for good.
+    """
 
     key: str
     error: str
+    retry_later: bool = False
 
 
 @dataclass
