@@ -230,7 +230,7 @@ def test_a_retried_announcement_publishes_each_live_event_once(stream, session, 
 
     from services.notifications import fanout
 
-    ids = stream.send(_like(FAN, 1, "l1", _uri(MEMBER, "m1")), _follow(FAN, 2, "f1", MEMBER))
+    ids = stream.send(_post(MEMBER, 1, "m1"), _like(FAN, 2, "l1", _uri(MEMBER, "m1")), _follow(FAN, 3, "f1", MEMBER))
     redis = redis_lib.Redis.from_url(redis_url)
     first = fanout.fan_out(session, ids, "https://cdn.example")
     assert len(fanout.first_time(redis, first)) == 2
