@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     from . import errors, extensions, health, metrics, request_guards, ws
     from .admin import ADMIN_SCHEME, ADMIN_TOKEN_HEADER
     from .api import register_api
+    from .api.v1 import register_b2b_api
 
     app = OpenAPI(
         __name__,
@@ -41,5 +42,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.register_api(health.api)
     ws.init_app(app, settings)
     register_api(app)
+    register_b2b_api(app)  # its API-key check must run before request_guards' hook
     request_guards.init_app(app, settings.max_request_bytes)  # reads the finished OpenAPI document
     return app

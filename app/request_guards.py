@@ -42,7 +42,9 @@ class Auth(Enum):
     OPTIONAL = "optional"
 
 
-def _auth_of(security: list[dict[str, list[str]]]) -> Auth:
+def _auth_of(security: list[dict[str, list[str]]]) -> Auth | None:
+    if all(requirement and not {"bearer", ADMIN_SCHEME} & requirement.keys() for requirement in security):
+        return None  # only schemes checked elsewhere: B2B API keys (app/api/v1/access.py)
     if any(ADMIN_SCHEME in requirement or "admin" in requirement.get("bearer", ()) for requirement in security):
         return Auth.ADMIN
     return Auth.OPTIONAL if any(not requirement for requirement in security) else Auth.REQUIRED
@@ -55,7 +57,7 @@ def auth_requirements(app: Flask) -> dict[tuple[str, str], Auth]:
         item = app.paths.get(parse_rule(rule.rule))
         for method in rule.methods or ():
             operation = getattr(item, method.lower(), None) if item is not None else None
-            if operation is not None and operation.security:
+            if operation is not None and operation.security and _auth_of(operation.security) is not None:
                 requirements[(rule.endpoint, method)] = _auth_of(operation.security)
     return requirements
 

@@ -3,7 +3,8 @@
 Client -> server (JSON text frames; unknown fields are ignored):
 
 - ``{"type": "auth", "token": "<app JWT>", "since"?: "<event id>"}``: sign in; the socket then
-  gets its member's ``notification`` and ``profile_updated`` events. Optional: an anonymous
+  gets its member's ``notification``, ``profile_updated`` and ``backfill_progress`` events
+  (the import of their follows and recent posts when they joined). Optional: an anonymous
   socket gets the public post events of what it subscribes to. A bad token, or one of a
   session that was signed out, gets an ``invalid_token`` error and the socket is closed with
   code 4401. When the token expires the socket gets a ``token_expired`` error and goes on

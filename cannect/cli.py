@@ -151,14 +151,20 @@ def members():
 def members_add(did, handle):
     """Register DID as a member: from now on their posts (and those of whom they follow) are indexed."""
     from services.db import session_scope
-    from services.members import InvalidMember, add_member
+    from services.members import NEW_BACKFILL_JOBS, InvalidMember, add_member
 
     try:
         with session_scope() as session:
             profile = add_member(session, did, handle)
+            jobs = session.info.get(NEW_BACKFILL_JOBS, [])
             click.echo(f"member {profile.did} ({profile.handle or 'no handle'})")
     except InvalidMember as exc:
         raise click.BadParameter(str(exc)) from None
+    if jobs:  # after the commit: their follows and recent posts (queue backfill)
+        from tasks.backfill import start_jobs
+
+        start_jobs(jobs)
+        click.echo(f"backfill job {', '.join(map(str, jobs))} queued")
 
 
 @members.command("remove")
@@ -445,6 +451,7 @@ from .cli_classify import backfill as _backfill, classify as _classify  # noqa: 
 
 main.add_command(_classify)
 main.add_command(_backfill)
+main.add_command(__import__("cannect.cli_clients", fromlist=["clients"]).clients)  # cannect clients ...
 
 if __name__ == "__main__":
     main()

@@ -155,10 +155,36 @@ class Settings(DatabaseSettings):
     # Tests only: origins (scheme://host:port) push may call although they are not https or
     # not public addresses. Empty in production.
     push_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # B2B webhooks (services/webhooks): seconds between a failed attempt and the next, one per
+    # retry (Standard Webhooks' schedule; a delivery is given up after the last); an endpoint
+    # failing without a success for this many seconds is disabled; seconds to connect and to
+    # get the whole answer; bytes of an answer read; the old secret stays valid this long after
+    # a rotation; thresholds of the sentiment_shift and trend_spike events.
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=0, le=90 * 86400)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_response_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    webhook_secret_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
+    # Delivered and given-up deliveries (the clients' delivery logs) are deleted after this many days.
+    webhook_log_retention_days: int = Field(default=30, ge=1, le=3650)
+    webhook_high_intent_threshold: int = Field(default=70, ge=0, le=100)
+    webhook_sentiment_shift_points: float = Field(default=15.0, gt=0, le=200)
+    webhook_sentiment_min_posts: int = Field(default=50, ge=1)
+    webhook_trend_spike_velocity: float = Field(default=1.0, gt=0)
+    webhook_trend_spike_min_posts: int = Field(default=10, ge=1)
+    # Tests only: origins webhooks may call although they are not https or not public. Empty in production.
+    webhook_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Admin endpoints (POST /api/push/broadcast): signed-in members with these DIDs, or any
     # client sending ADMIN_TOKEN in the X-Admin-Token header.
     admin_dids: Annotated[tuple[str, ...], NoDecode] = ()
     admin_token: str | None = Field(default=None, min_length=32)
+    # B2B API (/api/v1, services/b2b): seconds a rotated key keeps working by default; failed
+    # API-key authentications allowed per client IP per minute (then 429).
+    b2b_key_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
+    b2b_auth_failures_per_minute: int = Field(default=60, ge=1, le=100_000)
+    # B2B answers cached until their job runs again: how often (seconds) a web process asks
+    # intelligence_runs whether it did (0: at every request).
+    b2b_cache_check_seconds: float = Field(default=1.0, ge=0, le=60)
     port: int = Field(default=3000, ge=1, le=65535)
 
     # Identity verification (services/identity): DID documents of did:plc come from the PLC
@@ -182,6 +208,27 @@ class Settings(DatabaseSettings):
     identity_allow_private_addresses: bool = False
     identity_ca_bundle: str | None = None
     identity_https_port: int = Field(default=443, ge=1, le=65535)
+
+    # Member onboarding (services/backfill): a new member's follows (from their PDS) and the
+    # recent posts of them and of every account they follow: posts of the last
+    # BACKFILL_WINDOW_DAYS, at most BACKFILL_MAX_POSTS_PER_ACCOUNT per account, read from the
+    # AppView's getAuthorFeed (with counts) or each account's PDS (listRecords, no counts).
+    backfill_window_days: float = Field(default=7.0, gt=0, le=365)
+    backfill_max_posts_per_account: int = Field(default=100, ge=1, le=10_000)
+    backfill_appview_url: str = "https://public.api.bsky.app"
+    backfill_posts_source: Literal["appview", "pds"] = "appview"
+    # Records per request (listRecords and getAuthorFeed allow 1-100).
+    backfill_page_size: int = Field(default=100, ge=1, le=100)
+    # Seconds per request; attempts per page (429 and 5xx wait Retry-After or back off); the
+    # longest Retry-After waited in place (longer: the page is retried later by the queue).
+    backfill_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    backfill_max_attempts: int = Field(default=4, ge=1, le=20)
+    backfill_max_retry_wait_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Requests in flight per remote host, across ALL backfill workers (a Redis semaphore).
+    backfill_host_concurrency: int = Field(default=4, ge=1, le=256)
+    # Tests only: origins (scheme://host:port) backfill may call although they are not https
+    # or not public addresses. Empty in production.
+    backfill_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # /ws limits (app/ws.py): sockets per client IP in one web process, client messages per
     # second per socket (and the burst allowed), the largest client message, posts one socket
@@ -211,7 +258,7 @@ class Settings(DatabaseSettings):
             raise ValueError("must be a ws:// or wss:// URL such as wss://host/subscribe")
         return value
 
-    @field_validator("pds_url", "plc_directory_url", "handle_resolver_url")
+    @field_validator("pds_url", "plc_directory_url", "handle_resolver_url", "backfill_appview_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -287,7 +334,20 @@ class Settings(DatabaseSettings):
             raise ValueError("must be a mailto: address (or an https:// URL) push services can contact")
         return value
 
-    @field_validator("push_insecure_test_origins", mode="before")
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _retry_schedule(cls, value):
+        if isinstance(value, str):
+            try:
+                value = [float(v) for v in value.split(",") if v.strip()]
+            except ValueError:
+                raise ValueError("must be seconds between attempts, comma-separated (e.g. 5,300,1800)") from None
+        if not all(0 <= float(v) <= 7 * 86400 for v in value):
+            raise ValueError("each delay must be between 0 and 604800 seconds")
+        return tuple(float(v) for v in value)
+
+    @field_validator("push_insecure_test_origins", "webhook_insecure_test_origins", "backfill_insecure_test_origins",
+                     mode="before")
     @classmethod
     def _test_origins(cls, value):
         from services.outbound import origin_of

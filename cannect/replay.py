@@ -20,10 +20,11 @@ The server loads a JSON Lines capture (one Jetstream event per line) once and se
 - ``compress=true`` is refused (HTTP 400): this server only sends plain JSON text frames.
 
 Invalid values get an HTTP 400 before the WebSocket upgrade, any path other than
-``/subscribe`` an HTTP 404, except two plain HTTP GETs that play the identity services for
+``/subscribe`` an HTTP 404, except plain HTTP GETs that play the identity services for
 the capture's accounts (``cannect/directory.py``), so that handles verify offline: ``/<did>``
 answers a PLC directory document and ``/xrpc/com.atproto.identity.resolveHandle?handle=``
-the DID a handle names. Each line is sent exactly as it is in the file (never
+the DID a handle names; and ``/xrpc/app.bsky.feed.getAuthorFeed`` answers an empty feed (the
+replayed network has no history before its capture), so backfills find nothing to add. Each line is sent exactly as it is in the file (never
 re-serialized), so what the client parses is byte for byte what Jetstream sent when the
 capture was recorded.
 
@@ -79,6 +80,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINT = "/subscribe"
 RESOLVE_HANDLE = "/xrpc/com.atproto.identity.resolveHandle"
+AUTHOR_FEED = "/xrpc/app.bsky.feed.getAuthorFeed"
 MAX_COLLECTIONS = 100
 MAX_DIDS = 10_000
 POLL_INTERVAL_S = 0.2
@@ -334,6 +336,14 @@ def _identity_response(directory: Directory, target: str) -> websockets.http11.R
         if did is None:
             return _json(400, {"error": "InvalidRequest", "message": "Unable to resolve handle"})
         return _json(200, {"did": did})
+    if parts.path == AUTHOR_FEED:
+        # The replayed network has no past: everything it knows is in the capture, which the
+        # listener reads anyway. So a backfill (BACKFILL_APPVIEW_URL pointed here) finds nothing
+        # to add, as it would for a brand-new account.
+        actor = parse_qs(parts.query).get("actor", [""])[0]
+        if not actor:
+            return _json(400, {"error": "InvalidRequest", "message": "Error: Params must have the property \"actor\""})
+        return _json(200, {"feed": []})
     if parts.path.startswith("/did:"):
         document = directory.document(unquote(parts.path[1:]))
         return _json(200, document) if document else _json(404, {"message": "DID not registered"})

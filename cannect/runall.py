@@ -2,8 +2,8 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest, identity, notify, push, classify and views
-workers, scheduler and web app as child
+the replay server, listener, ingest, identity, notify, push, classify, views, webhooks,
+backfill and b2b workers, scheduler and web app as child
 processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
 the PLC directory and handle resolution for the capture's accounts, so handles are verified
 offline as they would be against the real network.
@@ -38,6 +38,9 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     os.environ.setdefault("JETSTREAM_URL", f"ws://127.0.0.1:{replay_port}/subscribe")
     os.environ.setdefault("PLC_DIRECTORY_URL", f"http://127.0.0.1:{replay_port}")
     os.environ.setdefault("HANDLE_RESOLVER_URL", f"http://127.0.0.1:{replay_port}")
+    # Backfills ask the replay server, which knows no history before its capture.
+    os.environ.setdefault("BACKFILL_APPVIEW_URL", f"http://127.0.0.1:{replay_port}")
+    os.environ.setdefault("BACKFILL_INSECURE_TEST_ORIGINS", f"http://127.0.0.1:{replay_port}")
     os.environ["PORT"] = str(web_port)
     os.environ.setdefault("JWT_SECRET", _local_secret())
     if not os.environ.get("VAPID_PRIVATE_KEY"):
@@ -59,6 +62,9 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "push": _cannect("worker", "--queues", "push", "--processes", "1", "--threads", "8"),
         "classify": _cannect("worker", "--queues", "classify", "--processes", "1", "--threads", "2"),
         "views": _cannect("worker", "--queues", "views", "--processes", "1", "--threads", "2"),
+        "webhooks": _cannect("worker", "--queues", "webhooks", "--processes", "1", "--threads", "4"),
+        "backfill": _cannect("worker", "--queues", "backfill", "--processes", "1", "--threads", "4"),
+        "b2b": _cannect("worker", "--queues", "b2b", "--processes", "1", "--threads", "1"),
         "listener": _cannect("listen"),
         "scheduler": _cannect("scheduler"),
         "web": _cannect("web", "--port", str(web_port)),

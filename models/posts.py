@@ -38,6 +38,10 @@ class Post(Base):
     like_count: Mapped[int] = mapped_column(Integer, server_default="0")
     repost_count: Mapped[int] = mapped_column(Integer, server_default="0")
     reply_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Backfilled posts: the time (µs, the stream's clock) the AppView's counts were read at;
+    # stream events up to then are already in the counts (docs/indexing-rules.md). NULL: the
+    # counts are the stored rows.
+    counts_as_of_us: Mapped[int | None] = mapped_column(BigInteger)
     engagement_updated_at: Mapped[datetime | None]
 
     embed: Mapped[dict | None] = mapped_column(JSONB)

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from models import Post, UserFollowState, UserPostState
 from services.auth import Member, PdsAccount, open_account
+from services.backfill import request_account_backfill
+from services.members import NEW_BACKFILL_JOBS
 from services.ingest import apply_events, lock_index
 from services.ingest.changes import Changes
 from services.jetstream import (
@@ -247,6 +249,10 @@ def _index(session: Session, settings, did: str, commit: dict) -> list[Changes]:
     changes = apply_events(session, [event], frozenset(settings.cannabis_tags))
     session.info.setdefault(REALTIME_EVENTS, []).extend(collect_events(session, changes, settings.avatar_cdn))
     session.info.setdefault(NEW_NOTIFICATIONS, []).extend(nid for c in changes for nid in c.notification_ids)
+    for account, member in sorted({a: m for c in changes for a, m in c.newly_covered.items()}.items()):
+        job_id = request_account_backfill(session, account, member)  # its recent posts, after the commit
+        if job_id is not None:
+            session.info.setdefault(NEW_BACKFILL_JOBS, []).append(job_id)
     return changes
 
 

@@ -8,7 +8,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from models import Profile
+from models import BackfillJob, Profile
+from services.backfill import MEMBER, request_member_backfill
 from services.identity.names import checked_did, normalize_handle
 from services.identity.store import set_handle
 from services.ingest.writes import refresh_viewer_state
@@ -39,6 +40,7 @@ def add_member(session: Session, did: str, handle: str | None = None) -> Profile
     if handle:
         set_handle(session, did, handle)
     _backfill_viewer_state(session, did)
+    _request_onboarding(session, did)
     profile = session.get(Profile, did)
     session.refresh(profile)
     return profile
@@ -51,6 +53,20 @@ def _backfill_viewer_state(session: Session, did: str) -> None:
     others = session.execute(text("SELECT following_did FROM follows WHERE follower_did = :did "
                                   "UNION SELECT follower_did FROM follows WHERE following_did = :did"), {"did": did})
     refresh_viewer_state(session, {(did, uri) for uri, in posts}, {(did, other) for other, in others})
+
+
+#: session.info key: backfill jobs this transaction created, to start after the commit
+#: (``tasks.backfill.start_jobs``).
+NEW_BACKFILL_JOBS = "new_backfill_jobs"
+
+
+def _request_onboarding(session: Session, did: str) -> None:
+    """A member never onboarded gets a backfill of their follows and recent posts (services/backfill)."""
+    if session.scalar(select(BackfillJob.id).where(BackfillJob.kind == MEMBER, BackfillJob.subject_did == did)
+                      .limit(1)) is None:
+        job_id = request_member_backfill(session, did)
+        if job_id is not None:
+            session.info.setdefault(NEW_BACKFILL_JOBS, []).append(job_id)
 
 
 def remove_member(session: Session, did: str) -> bool:

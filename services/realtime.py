@@ -14,6 +14,8 @@ Events (each gets its stream id as ``id``; routing key in brackets):
 - ``post_deleted {uri}`` [the post]
 - ``profile_updated {profile: ProfileView}`` [the member's own sockets]
 - ``notification {recipient, notification}`` [the recipient's own sockets]
+- ``backfill_progress {member, backfill}`` [the member's own sockets]: their onboarding
+  backfill moved (``services.backfill.progress``); the Following feed has more to show
 - ``session_ended {sessionId}`` [the sockets signed in with that app session]: a control
   event, never sent to a client. Each web process closes those sockets (logout, refresh-token
   reuse, account purge), and publishing it also marks the session's access tokens as refused
@@ -161,6 +163,8 @@ def event_key(event: dict) -> str:
         return did_key(event["profile"]["did"])
     if kind == "notification":
         return did_key(event["recipient"])
+    if kind == "backfill_progress":
+        return did_key(event["member"])
     if kind == SESSION_ENDED:
         return session_key(event["sessionId"])
     raise ValueError(f"unknown realtime event type {kind!r}")

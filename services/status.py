@@ -18,7 +18,7 @@ from .push import stats as push_stats
 #: Dead-lettered events listed (newest first) in the status.
 LATEST_DEAD_LETTERS = 5
 #: Queues every deployment has; others are discovered from Redis.
-KNOWN_QUEUES = ("classify", "identity", "ingest", "notify", "push", "views")
+KNOWN_QUEUES = ("backfill", "classify", "identity", "ingest", "notify", "push", "views", "webhooks")
 _NAMESPACE = "dramatiq"
 
 

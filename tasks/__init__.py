@@ -12,6 +12,6 @@ from .broker import setup_broker
 configure_logging()
 broker = setup_broker(get_settings())
 
-from . import classify, identity, ingest, notify, push, views  # noqa: E402  (actors need the broker above)
+from . import b2b, backfill, classify, identity, ingest, notify, push, views, webhooks  # noqa: E402  (actors need the broker above)
 
-__all__ = ["broker", "classify", "identity", "ingest", "notify", "push", "views"]
+__all__ = ["b2b", "backfill", "broker", "classify", "identity", "ingest", "notify", "push", "views", "webhooks"]

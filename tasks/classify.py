@@ -17,6 +17,8 @@
   ``posts.processing_error`` (``services/classify/pipeline.py`` says which are retried). A
   database or Redis error, or a classifier that raised, retries the message with backoff (1 s
   doubling to 5 min, 10 times); after that its posts stay unprocessed and the sweep finds them.
+- Webhooks: after the commit, the classified posts' ``high_intent_post`` and ``brand_mention``
+  events are queued (``tasks/webhooks.py``; idempotent per event and endpoint).
 - LLM spend: every request is an ``llm_calls`` row (tokens, cost, outcome), written by the
   classifier in its own short transaction.
 """
@@ -35,6 +37,8 @@ from cannect.config import get_settings
 from services.classify import batch_size, costs, entities, get_classifier, pipeline
 from services.db import session_scope
 from services.status import queue_depths
+
+from . import webhooks
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,10 @@ def classify_posts(post_ids: list[int], force: bool = False) -> None:
             report.model_version or "-", report.elapsed_ms)
     for post_id, error in report.failures[:5]:
         log.info("classify: post %d not classified: %s", post_id, error)
+    # After the commit: B2B webhook events of these posts (high intent, brand mentions). Run
+    # on every attempt, so a retry of this message still produces them; events have fixed
+    # ids per endpoint, so nothing is delivered twice.
+    webhooks.after_classification(post_ids)
 
 
 @dramatiq.actor(queue_name="classify", actor_name="classify.sweep", max_retries=0, time_limit=5 * 60_000)

@@ -21,6 +21,9 @@
 - Classification: the ids of the posts a batch newly indexed are read in its transaction and
   queued to ``classify`` after the commit (``tasks/classify.py``). A failed enqueue is logged:
   the scheduler's classify sweep finds unclassified posts anyway.
+- Backfill: after the commit, each account a member's follow made covered for the first
+  time gets a backfill of its recent posts (``tasks/backfill.py``). A failed enqueue is
+  logged: that account's feed then fills in from the stream only.
 - Realtime: the events of what a batch changed are read inside its transaction and published
   to the realtime stream after the commit (never for a rollback). A publish that fails is
   logged, not retried: the batch is committed, a retry would find it a duplicate, and clients
@@ -35,12 +38,13 @@ import dramatiq
 import redis
 
 from cannect.config import get_settings
+from services.backfill import request_account_backfill
 from services.classify.pipeline import post_ids_of
 from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
 from services.realtime import collect_events, try_publish
 
-from . import classify, identity, notify
+from . import backfill, classify, identity, notify
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,21 @@ def _apply_then_announce(apply):
     _announce(outcome.changes)
     _request_identity(outcome.changes)
     _request_classification(new_posts)
+    _request_backfills(outcome.changes)
     return outcome
+
+
+def _request_backfills(changes_list) -> None:
+    """After the commit: the recent posts of accounts a member newly covers (``tasks/backfill.py``)."""
+    covered = {account: member for changes in changes_list for account, member in changes.newly_covered.items()}
+    if not covered:
+        return
+    try:
+        with session_scope() as session:
+            jobs = [request_account_backfill(session, account, member) for account, member in sorted(covered.items())]
+        backfill.start_jobs([job for job in jobs if job is not None])
+    except Exception:  # the batch is committed; those accounts fill in from the stream only
+        log.warning("ingest: could not queue the backfill of %d newly followed accounts", len(covered), exc_info=True)
 
 
 def _announce(changes_list) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import datetime, timezone
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from tasks import classify, identity, ingest, views
+from tasks import b2b, classify, identity, ingest, views, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -16,14 +17,19 @@ JOBS = [
     (ingest.drain, 60),
     (identity.sweep, 60),
     (classify.sweep, 60),
+    (b2b.flush_usage, 10),
     *views.SCHEDULE,
+    *webhooks.SCHEDULE,
 ]
 
 
 def build_scheduler() -> BlockingScheduler:
+    """Every job runs once at start (a fresh deployment or `make run` shows its aggregates at
+    once, not an hour later), then at its interval; missed runs coalesce into one."""
     scheduler = BlockingScheduler(timezone="UTC")
+    start = datetime.now(timezone.utc)
     for actor, seconds in JOBS:
-        scheduler.add_job(actor.send, "interval", seconds=seconds, id=actor.actor_name,
+        scheduler.add_job(actor.send, "interval", seconds=seconds, id=actor.actor_name, next_run_time=start,
                           max_instances=1, coalesce=True, misfire_grace_time=seconds)
     return scheduler
 

@@ -19,6 +19,7 @@ Resolutions of points the rules leave open are marked "Resolution:" below.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, Iterable
 
@@ -168,10 +169,19 @@ class CommunityModel:
         self._follows_from: dict[str, set[str]] = {}
         self._follows_to: dict[str, set[str]] = {}
         self._handle_owners: dict[str, set[str]] = {}
+        # "Backfilled records": URIs and DIDs deleted on the stream, and the current event's time.
+        self.tombstones: set[str] = set()
+        self._time_us: int = 0
 
         for did, handle in members:
             profile = self._ensure_profile(did)
             profile["is_cannect_user"] = True
+            self._set_handle_field(did, handle)
+
+    def add_member(self, did: str, handle: str | None = None) -> None:
+        """``cannect members add`` (or a sign-in) at this point of the stream."""
+        self._ensure_profile(did)["is_cannect_user"] = True
+        if handle is not None:
             self._set_handle_field(did, handle)
 
     # ---- input ------------------------------------------------------------------------------
@@ -208,6 +218,7 @@ class CommunityModel:
     def _apply_event(self, event: dict) -> None:
         did: str = event["did"]
         kind: str = event["kind"]
+        self._time_us = event["time_us"]
         if kind == "commit":
             self._apply_commit(did, event["commit"])
         elif kind == "identity":
@@ -216,6 +227,7 @@ class CommunityModel:
             account = event.get("account")
             status = account.get("status") if isinstance(account, dict) else None
             if status in PURGE_STATUSES:
+                self.tombstones.add(did)
                 self._purge_account(did)
         # Any other kind: accepted, nothing indexed.
 
@@ -232,6 +244,7 @@ class CommunityModel:
             if operation in ("create", "update"):
                 self._post_upsert(did, uri, record, _str_or_none(commit.get("cid")))  # rule 1
             elif operation == "delete":
+                self.tombstones.add(uri)  # backfilled records: the stream's delete wins
                 self._post_delete(uri)  # rule 2
         elif collection in (LIKE, REPOST):
             # Resolution: like/repost/follow updates are ignored (the rules only define
@@ -244,6 +257,7 @@ class CommunityModel:
             if operation == "create":
                 self._follow_create(did, uri, record)  # rule 5
             elif operation == "delete":
+                self.tombstones.add(uri)
                 self._follow_delete(uri)  # rule 6
         elif collection == PROFILE:
             if commit["rkey"] != "self":
@@ -304,8 +318,18 @@ class CommunityModel:
     def _has_cannabis_tag(self, record: dict) -> bool:
         return any(tag.lower() in self.cannabis_tags for tag in extract_tags(record))
 
-    def _post_upsert(self, did: str, uri: str, record: dict, cid: str | None) -> None:
+    def _moves(self, uri: str, time_us: int) -> bool:
+        """"Backfilled records": an event moves a backfilled post's counts only when it is later
+        than the time the AppView's counts were read at."""
+        as_of = self.posts[uri].get("counts_as_of")
+        return as_of is None or time_us > as_of
+
+    def _post_upsert(self, did: str, uri: str, record: dict, cid: str | None,
+                     baseline: tuple | None = None, event_time: int | None = None) -> None:
+        event_time = self._time_us if event_time is None else event_time
         existing = self.posts.get(uri)
+        if existing is not None and baseline is not None:
+            return  # a backfilled copy never overwrites what is stored
         if existing is not None:
             # Already indexed: only the content is refreshed.
             existing["cid"] = cid
@@ -338,11 +362,17 @@ class CommunityModel:
             "reply_count": earlier_replies,
             "has_cannabis_hashtag": tag_rule,
             "is_cannect_user": member_rule,
+            "counts_as_of": None,
         }
+        if baseline is not None:  # backfilled: the AppView's counts as of the fetch
+            counts, as_of = baseline
+            post = self.posts[uri]
+            post["like_count"], post["repost_count"], post["reply_count"] = counts
+            post["counts_as_of"] = as_of
         self._posts_by_author.setdefault(did, set()).add(uri)
         if parent_uri is not None:
             self._replies_by_parent.setdefault(parent_uri, set()).add(uri)
-            if parent_uri in self.posts:
+            if parent_uri in self.posts and self._moves(parent_uri, event_time):
                 self.posts[parent_uri]["reply_count"] += 1
         self._ensure_profile(did)["posts_count"] += 1
 
@@ -361,7 +391,7 @@ class CommunityModel:
         parent_uri = post["reply_parent_uri"]
         if parent_uri is not None:
             _discard(self._replies_by_parent, parent_uri, uri)
-            if parent_uri in self.posts:
+            if parent_uri in self.posts and self._moves(parent_uri, self._time_us):
                 self.posts[parent_uri]["reply_count"] -= 1
         author = post["author_did"]
         _discard(self._posts_by_author, author, uri)
@@ -384,7 +414,8 @@ class CommunityModel:
         table[uri] = (did, subject_uri)
         by_subject.setdefault(subject_uri, set()).add(uri)
         by_actor.setdefault(did, set()).add(uri)
-        self.posts[subject_uri][count_field] += 1
+        if self._moves(subject_uri, self._time_us):
+            self.posts[subject_uri][count_field] += 1
         self._notify(self.posts[subject_uri]["author_did"], "like" if collection == LIKE else "repost",
                      did, uri, subject_uri)  # notification rule 2
 
@@ -397,11 +428,12 @@ class CommunityModel:
         self._unnotify(uri)
         _discard(by_subject, subject_uri, uri)
         _discard(by_actor, actor, uri)
-        self.posts[subject_uri][count_field] -= 1
+        if self._moves(subject_uri, self._time_us):
+            self.posts[subject_uri][count_field] -= 1
 
     # ---- rules 5 and 6: follows --------------------------------------------------------------
 
-    def _follow_create(self, did: str, uri: str, record: dict) -> None:
+    def _follow_create(self, did: str, uri: str, record: dict, notify: bool = True) -> None:
         subject = record.get("subject")
         # Resolution: the subject must be a non-empty string (not checked to be a DID).
         if not isinstance(subject, str) or not subject:
@@ -415,7 +447,8 @@ class CommunityModel:
         self.follows[uri] = (did, subject)
         self._follows_from.setdefault(did, set()).add(uri)
         self._follows_to.setdefault(subject, set()).add(uri)
-        self._notify(subject, "follow", did, uri, None)  # notification rule 3
+        if notify:
+            self._notify(subject, "follow", did, uri, None)  # notification rule 3
 
     def _follow_delete(self, uri: str) -> None:
         stored = self.follows.pop(uri, None)
@@ -427,6 +460,38 @@ class CommunityModel:
         _discard(self._follows_to, following, uri)
         self.profiles[follower]["following_count"] -= 1
         self.profiles[following]["followers_count"] -= 1
+
+    # ---- backfilled records (docs/indexing-rules.md, "Backfilled records") ---------------------
+
+    def apply_backfill(self, records: Iterable[dict], fetched_us: int) -> "CommunityModel":
+        """Apply one backfilled page at the point of the stream where it merged in.
+
+        ``records``: ``{did, collection, rkey, cid, record, counts}`` (counts: (likes, reposts,
+        replies) from the AppView, or None), fetched at ``fetched_us``. Each passes the edge
+        rules like a streamed create; one deleted on the stream (or whose account was purged)
+        is dropped; a post already indexed is left as it is; no notifications.
+        """
+        for item in records:
+            frame = {"did": item["did"], "time_us": fetched_us, "kind": "commit",
+                     "commit": {"operation": "create", "collection": item["collection"], "rkey": item["rkey"],
+                                "cid": item.get("cid"), "record": item["record"]}}
+            event = _parse_event(json.dumps(frame))
+            if event is None:
+                continue
+            did, commit = event["did"], event["commit"]
+            uri = record_uri(did, commit["collection"], commit["rkey"])
+            if uri in self.tombstones or did in self.tombstones:
+                continue
+            record = commit["record"]
+            if commit["collection"] == POST:
+                counts = item.get("counts")
+                created = _created_us(record.get("createdAt"))
+                self._post_upsert(did, uri, record, _str_or_none(commit.get("cid")),
+                                  (tuple(counts), fetched_us) if counts is not None else None,
+                                  min(fetched_us, created) if created is not None else fetched_us)
+            elif commit["collection"] == FOLLOW:
+                self._follow_create(did, uri, record, notify=False)
+        return self
 
     # ---- rule 7: profile record ---------------------------------------------------------------
 
@@ -560,6 +625,21 @@ class CommunityModel:
         }
 
 
+def _created_us(value: Any) -> int | None:
+    """A record's createdAt in microseconds (None when unusable)."""
+    from datetime import datetime, timezone
+
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1_000_000)
+
+
 def _uri_part(uri: str | None, n: int) -> str | None:
     """Part ``n`` after ``at://`` of a URI: 0 the DID (when it is one), 1 the collection."""
     if uri is None or not uri.startswith("at://"):
@@ -583,7 +663,8 @@ def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def invariant_violations(snapshot: dict, *, referential: bool = True, limit: int = 50) -> list[str]:
+def invariant_violations(snapshot: dict, *, referential: bool = True, limit: int = 50,
+                         baselined: Iterable[str] = ()) -> list[str]:
     """Describe every way ``snapshot`` breaks the count invariants at the end of the rules.
 
     Counts always equal the stored rows:
@@ -623,7 +704,10 @@ def invariant_violations(snapshot: dict, *, referential: bool = True, limit: int
         if stored != expected:
             problems.append(f"{kind} {key}: {field}={stored} but {expected} stored rows")
 
+    baselined = set(baselined)  # backfilled posts: counts start from the AppView's, not the rows
     for uri, post in posts.items():
+        if uri in baselined:
+            continue
         check("post", uri, "like_count", post["like_count"], likes_of.get(uri, 0))
         check("post", uri, "repost_count", post["repost_count"], reposts_of.get(uri, 0))
         check("post", uri, "reply_count", post["reply_count"], replies_to.get(uri, 0))

@@ -104,11 +104,16 @@ class Pipeline:
             worker.stop()
 
     def drain(self, queues=("ingest", "classify")) -> None:
-        """Until every message of these queues (and the messages they queued) is done."""
+        """Until every message of these queues (and the messages they queued) is done, retries
+        included (a deadlock PostgreSQL broke under load sends a message to the delay queue)."""
+        from dramatiq.common import dq_name
+
         import tasks
 
         for _ in range(3):   # ingest queues classify work: go round until both stay empty
             for queue in queues:
+                tasks.broker.join(queue, timeout=60_000)
+                tasks.broker.join(dq_name(queue), timeout=60_000)
                 tasks.broker.join(queue, timeout=60_000)
 
     def ingest(self, seq: int, *raw_events) -> None:

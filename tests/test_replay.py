@@ -384,6 +384,15 @@ def test_other_paths_get_404(shared_url, connect):
     assert refused.value.status_code == 404
 
 
+def test_author_feeds_are_empty_the_replayed_network_has_no_past(shared_url):
+    import httpx
+
+    base = shared_url.replace("ws://", "http://").replace("/subscribe", "")
+    answer = httpx.get(f"{base}/xrpc/app.bsky.feed.getAuthorFeed", params={"actor": "did:plc:" + "a" * 24})
+    assert answer.status_code == 200 and answer.json() == {"feed": []}
+    assert httpx.get(f"{base}/xrpc/app.bsky.feed.getAuthorFeed").status_code == 400
+
+
 def test_sigterm_closes_clients_with_1001_and_exits_cleanly(capture_file, replay_servers, connect):
     ws = connect(replay_servers.start(capture_file))
     receive(ws, len(LINES))

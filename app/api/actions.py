@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services import actions, atproto_syntax
 from services.db import session_scope
+from services.members import NEW_BACKFILL_JOBS
 from services.jetstream import POST, uri_collection
 from services.realtime import try_publish
 
@@ -139,10 +140,23 @@ def _act(action, *args):
         result = action(session, settings(), member, *args)
         events = session.info.get(actions.REALTIME_EVENTS, [])
         notification_ids = session.info.get(actions.NEW_NOTIFICATIONS, [])
+        backfills = session.info.get(NEW_BACKFILL_JOBS, [])
     try_publish(get_redis(), events)  # only after the commit, so nobody hears of a rolled-back change
     if notification_ids:
         _announce(notification_ids)
+    if backfills:
+        _start_backfills(backfills)
     return result
+
+
+def _start_backfills(job_ids: list[int]) -> None:
+    """After the commit: the recent posts of an account the member is the first to follow."""
+    try:
+        from tasks.backfill import start_jobs  # the broker lives with the actors
+
+        start_jobs(job_ids)
+    except Exception:  # the follow is committed; that account fills in from the stream only
+        log.exception("could not queue %d backfill jobs", len(job_ids))
 
 
 @api.post("/post", security=BEARER, responses={201: CreatedPostResponse, **WRITE_ERRORS})

@@ -6,6 +6,7 @@ and app session) and :func:`pds_problems` (PDS and session failures as problem+j
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 from flask import g, request
@@ -14,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services import auth
 from services.db import session_scope
+from services.members import NEW_BACKFILL_JOBS
 from services.pds import PdsError, PdsUnavailable
 
 from ..auth import BEARER, end_sessions, require_viewer
 from ..errors import ApiError
 from ..extensions import client_ip, limiter, settings
 from ..schemas import ERRORS, Problem
+
+log = logging.getLogger(__name__)
 
 api = APIBlueprint("auth", __name__, url_prefix="/api", abp_tags=[Tag(name="auth")])
 
@@ -93,6 +97,14 @@ def login(body: LoginBody):
     """Sign in with a Bluesky account: its PDS checks the password; the account becomes a member."""
     with pds_problems(), session_scope() as session:
         tokens = auth.login(session, settings(), body.identifier, body.password, request.headers.get("User-Agent"))
+        jobs = session.info.get(NEW_BACKFILL_JOBS, [])
+    if jobs:  # after the commit: a new member's follows and recent posts (queue backfill)
+        try:
+            from tasks.backfill import start_jobs  # the broker lives with the actors
+
+            start_jobs(jobs)
+        except Exception:  # signed in all the same; the job stays queued
+            log.exception("could not queue the backfill of %s", tokens.did)
     return tokens.as_json()
 
 

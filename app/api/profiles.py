@@ -6,6 +6,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from services import profiles
+from services.backfill import member_progress
 from services.db import session_scope
 
 from ..auth import OPTIONAL_BEARER, optional_viewer
@@ -28,8 +29,25 @@ class RecordPageQuery(PageQuery):
     cursor: str | None = Field(None, max_length=4096, description="Opaque cursor from the previous page")
 
 
+class BackfillProgress(BaseModel):
+    jobId: int
+    kind: str
+    status: str = Field(description="queued, running, done, failed or cancelled")
+    done: int = Field(description="Parts fetched (the member's follows, then one per account)")
+    total: int | None = Field(description="Parts known so far (grows while the follows are read)")
+    records: int = Field(description="Posts and follows stored so far")
+    error: str | None
+    startedAt: str | None
+    finishedAt: str | None
+    ratePerSecond: float | None
+    etaSeconds: float | None
+
+
 class ProfileResponse(BaseModel):
     profile: ProfileView
+    backfill: BackfillProgress | None = Field(
+        None, description="Only on the signed-in member's own profile: the import of their follows and "
+                          "recent posts when they joined (also pushed live as backfill_progress on /ws)")
 
 
 def unknown_actor() -> ApiError:
@@ -49,7 +67,9 @@ def get_profile(path: ActorPath):
     viewer = optional_viewer()
     with session_scope() as session:
         view = found(profiles.get_profile(session, path.actor, viewer, settings().avatar_cdn))
-    return {"profile": view}
+        own = viewer is not None and view["did"] == viewer
+        progress = member_progress(session, viewer) if own else None
+    return {"profile": view, **({"backfill": progress} if own else {})}
 
 
 def _tab(actor: str, tab: str, query: PageQuery) -> dict:

@@ -70,3 +70,39 @@ def claim_from_document(did: str, body: bytes) -> Claim:
             handle = normalize_handle(alias.removeprefix("at://"))
             return Claim(True, handle, "names a handle" if handle else f"names an invalid handle {alias[:80]!r}")
     return Claim(True, None, "names no handle")
+
+
+def fetch_pds_endpoint(did: str, plc: ServiceClient, plc_url: str, web: GuardedFetcher) -> str | None:
+    """The PDS ``did``'s document names (its ``#atproto_pds`` service), None when it names none
+    or there is no usable document; Unreachable when the document cannot be had now."""
+    if did.startswith("did:plc:"):
+        status, body = plc.get(f"{plc_url}/{did}", MAX_DOCUMENT_BYTES)
+    else:
+        host = did_web_host(did)
+        if host is None:
+            return None
+        try:
+            status, body = web.get(host, "/.well-known/did.json", MAX_DOCUMENT_BYTES, b"application/json")
+        except Refused:
+            return None
+        if status >= 500:
+            raise Unreachable(f"https://{host}/.well-known/did.json answers {status}")
+    return pds_from_document(did, body) if status == 200 else None
+
+
+def pds_from_document(did: str, body: bytes) -> str | None:
+    """The ``serviceEndpoint`` of the document's ``#atproto_pds`` service (an http(s) URL)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(document, dict) or document.get("id") != did or not isinstance(document.get("service"), list):
+        return None
+    for service in document["service"][:MAX_ALSO_KNOWN_AS]:
+        if (isinstance(service, dict) and service.get("id") in ("#atproto_pds", f"{did}#atproto_pds")
+                and service.get("type") == "AtprotoPersonalDataServer"):
+            endpoint = service.get("serviceEndpoint")
+            if isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")) and len(endpoint) < 512:
+                return endpoint.rstrip("/")
+            return None
+    return None

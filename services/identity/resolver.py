@@ -16,7 +16,7 @@ from cannect.config import Settings
 
 from .cache import Cache
 from .dns import Dns
-from .documents import Claim, fetch_claim
+from .documents import Claim, fetch_claim, fetch_pds_endpoint
 from .errors import Refused, Unreachable
 from .guard import GuardedFetcher
 from .handles import via_domain, via_service
@@ -73,6 +73,18 @@ class IdentityResolver:
             claim = Claim(False, None, str(exc))
         self.cache.put("doc", did, [claim.found, claim.handle, claim.detail], positive=claim.found)
         return claim
+
+    def pds_endpoint(self, did: str) -> str | None:
+        """The PDS URL ``did``'s document names (backfills read its repository there); None when
+        it names none; Unreachable when it cannot be decided now."""
+        if checked_did(did) is None:
+            return None
+        cached = self.cache.get("pds", did)
+        if cached is not ...:
+            return cached
+        endpoint = fetch_pds_endpoint(did, self.services, self.plc_url, self.web)
+        self.cache.put("pds", did, endpoint, positive=endpoint is not None)
+        return endpoint
 
     def handle_did(self, handle: str, fresh: bool = False) -> str | None:
         """The DID ``handle`` names, None when it names none; Unreachable when unknown now."""

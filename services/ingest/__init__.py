@@ -40,11 +40,14 @@ from . import deadletters
 from .changes import Changes, Run
 from .purge import purge_account
 from .view import load_view
-from .writes import write_changes
+from .writes import write_changes, write_tombstones
 
 STREAM = "jetstream"
 #: How long applied event ids are remembered: far more than the listener's rewind.
 RECENT_WINDOW_US = 120 * 1_000_000
+#: How long stream deletes are remembered for backfills (docs/indexing-rules.md, "Backfilled
+#: records"): far more than a backfill page takes from its fetch to its commit.
+TOMBSTONE_WINDOW_US = 6 * 3600 * 1_000_000
 #: Dead letters logged one by one per batch; the rest are counted in one line.
 LOGGED_DEAD_LETTERS = 10
 
@@ -145,6 +148,8 @@ def _apply(session: Session, state: IngestState, key: tuple, events: list, tags:
     state.updated_at = datetime.now(timezone.utc)
     session.execute(text("DELETE FROM ingest_recent WHERE stream = :stream AND time_us < :floor"),
                     {"stream": STREAM, "floor": state.applied_time_us - RECENT_WINDOW_US})
+    session.execute(text("DELETE FROM record_tombstones WHERE time_us < :floor"),
+                    {"floor": state.applied_time_us - TOMBSTONE_WINDOW_US})
 
 
 def _apply_isolating(session: Session, events: list[dict], tags: frozenset[str], applied: list[Changes],
@@ -222,6 +227,7 @@ def apply_events(session: Session, events: list[dict], tags: frozenset[str]) -> 
                 applied.append(run.changes)
             if purge:
                 applied.append(purge_account(session, event["did"]))  # its deletions, for realtime
+                write_tombstones(session, {event["did"]: event["t"]})  # no backfill brings it back
             start = i + 1
     return applied
 

@@ -5,6 +5,11 @@ the events touch; each event then sees the state left by the events before it, e
 one-at-a-time processing would, and the net result is collected in :class:`Changes` for a
 handful of set-based writes (:mod:`services.ingest.writes`). The rules are those of
 ``docs/indexing-rules.md``, and for members' notifications ``docs/notification-rules.md``.
+
+Backfilled records (``services/backfill``) are events too, marked with ``bf``: the same rules
+apply, except what "Backfilled records" of the rules says (a URI deleted on the stream stays
+deleted, a copy never overwrites what the stream stored, no notifications, and a post they
+index starts from the AppView's counts as of the time in ``bf``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ class PostRef:
 
     author: str
     parent: str | None
+    # Backfilled posts: count changes from events up to this time (µs) are in the counts already.
+    counts_as_of: int | None = None
+
+    def counts(self, time_us: int) -> bool:
+        """Whether an event at ``time_us`` moves this post's counts."""
+        return self.counts_as_of is None or time_us > self.counts_as_of
 
 
 @dataclass
@@ -44,6 +55,8 @@ class View:
     follows: dict[str, tuple[str, str]]  # uri -> (follower, subject)
     # parent uri -> indexed replies to it while it is not indexed itself (a reply seen first).
     orphan_replies: dict[str, int]
+    # Record URIs (and DIDs) deleted on the stream recently, for backfilled events only.
+    tombstones: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -78,6 +91,12 @@ class Changes:
     notification_rows: dict[str, list[dict]] = field(default_factory=dict)
     deleted_notification_reasons: set[str] = field(default_factory=set)
     notification_ids: list[int] = field(default_factory=list)
+    # Stream deletes of posts and follows (uri -> time_us), kept so a backfill cannot undo them.
+    tombstones: dict[str, int] = field(default_factory=dict)
+    # Accounts a member newly follows that no member followed before: their past is backfilled.
+    newly_covered: dict[str, str] = field(default_factory=dict)  # account -> the member following it
+    # Backfilled records of the run that were stored or were already there (not dropped).
+    backfilled_kept: int = 0
 
 
 class Run:
@@ -91,7 +110,9 @@ class Run:
 
     def apply(self, event: dict) -> None:
         kind = event["k"]
-        if kind == "commit":
+        if "bf" in event:
+            self._backfilled(event)
+        elif kind == "commit":
             handler = getattr(self, f"_{event['col']}_{'delete' if event['op'] == 'd' else 'put'}")
             handler(event, record_uri(event["did"], event["col"], event["rkey"]))
         elif kind == "identity":
@@ -99,13 +120,27 @@ class Run:
         elif kind == "account":
             self._account(event)
 
+    def _backfilled(self, event: dict) -> None:
+        """A record fetched by a backfill: dropped when the stream deleted it (or its account)."""
+        uri = record_uri(event["did"], event["col"], event["rkey"])
+        if uri in self.view.tombstones or event["did"] in self.view.tombstones or event["op"] != "c":
+            return
+        before = len(self.changes.post_rows) + len(self.changes.follow_rows)
+        known = uri in self.view.posts or uri in self.view.follows
+        getattr(self, f"_{event['col']}_put")(event, uri)
+        if known or len(self.changes.post_rows) + len(self.changes.follow_rows) > before:
+            self.changes.backfilled_kept += 1
+
     # -- posts ---------------------------------------------------------------------------
 
     def _post_put(self, event: dict, uri: str) -> None:
         view, changes, record, author = self.view, self.changes, event["rec"], event["did"]
         parent, root = reply_refs(record)
+        backfilled = event.get("bf")
+        if backfilled and uri in view.posts:
+            return  # the stream's copy (or an earlier backfill's) is as new or newer
         row = self._post_row(event, uri, parent, root)
-        if event["op"] == "c":
+        if event["op"] == "c" and not backfilled:
             self._notify_post(event, uri, parent, root, row["quote_uri"])
         if uri in view.posts:  # content refresh; counters and the indexing decision stay
             content = {name: row[name] for name in POST_CONTENT}
@@ -121,16 +156,21 @@ class Run:
             return
         row.update(has_cannabis_hashtag=tagged, is_cannect_user=member,
                    reply_count=view.orphan_replies.pop(uri, 0))
+        if backfilled and backfilled["counts"] is not None:  # the AppView's at the fetch; the stream's after
+            likes, reposts, replies = backfilled["counts"]
+            row.update(like_count=likes, repost_count=reposts, reply_count=replies,
+                       counts_as_of_us=backfilled["as_of"])
         changes.post_rows[uri] = row
         changes.indexed_posts.append(uri)
-        view.posts[uri] = PostRef(author, parent)
+        view.posts[uri] = PostRef(author, parent, row["counts_as_of_us"])
         self._ensure_profile(author)
         changes.profile_deltas[author][2] += 1
-        self._count_reply(parent, +1)
+        self._count_reply(parent, +1, _event_time(event))
 
-    def _count_reply(self, parent: str | None, step: int) -> None:
+    def _count_reply(self, parent: str | None, step: int, time_us: int) -> None:
         if parent in self.view.posts:
-            self.changes.post_deltas[parent][2] += step
+            if self.view.posts[parent].counts(time_us):
+                self.changes.post_deltas[parent][2] += step
         elif parent is not None:
             self.view.orphan_replies[parent] = self.view.orphan_replies.get(parent, 0) + step
 
@@ -150,7 +190,7 @@ class Run:
             "labels": record.get("labels") if isinstance(record.get("labels"), dict) else None,
             "langs": [x for x in langs if isinstance(x, str)] if isinstance(langs, list) else None,
             "tags": [x for x in extra_tags if isinstance(x, str)] if isinstance(extra_tags, list) else None,
-            "raw_record": record,
+            "raw_record": record, "like_count": 0, "repost_count": 0, "counts_as_of_us": None,
         }
 
     def _notify_post(self, event: dict, uri: str, parent: str | None, root: str | None, quote: str | None) -> None:
@@ -176,6 +216,7 @@ class Run:
     def _post_delete(self, event: dict, uri: str) -> None:
         view, changes = self.view, self.changes
         self._unnotify(uri)
+        changes.tombstones[uri] = event["t"]
         post = view.posts.pop(uri, None)
         if post is None:
             return
@@ -185,7 +226,7 @@ class Run:
         if uri in changes.indexed_posts:
             changes.indexed_posts.remove(uri)
         changes.profile_deltas[post.author][2] -= 1
-        self._count_reply(post.parent, -1)
+        self._count_reply(post.parent, -1, event["t"])
         for table, rows in (("likes", changes.like_rows), ("reposts", changes.repost_rows)):
             stored = getattr(view, table)
             for ref_uri in [u for u, (_, subject) in stored.items() if subject == uri]:
@@ -206,14 +247,15 @@ class Run:
         stored[uri] = (actor, subject["uri"])
         rows[uri] = {"uri": uri, "actor_did": actor, "subject_uri": subject["uri"], "subject_cid": subject["cid"],
                      "created_at": parse_datetime(event["rec"].get("createdAt"), event["t"])}
-        self.changes.post_deltas[subject["uri"]][slot] += 1
+        if self.view.posts[subject["uri"]].counts(event["t"]):
+            self.changes.post_deltas[subject["uri"]][slot] += 1
         if actor in self.view.members:
             self.changes.viewer_posts.add((actor, subject["uri"]))
         author = self.view.posts[subject["uri"]].author
         if author in self.view.members and author != actor:
             self._notify(author, table[:-1], actor, subject["uri"], uri)
 
-    def _subject_delete(self, uri: str, table: str, rows: dict, deleted: set, slot: int) -> None:
+    def _subject_delete(self, event: dict, uri: str, table: str, rows: dict, deleted: set, slot: int) -> None:
         ref = getattr(self.view, table).pop(uri, None)
         if ref is None:
             return
@@ -221,7 +263,9 @@ class Run:
         rows.pop(uri, None)
         deleted.add(uri)
         self._unnotify(uri)
-        self.changes.post_deltas[subject][slot] -= 1
+        post = self.view.posts.get(subject)
+        if post is None or post.counts(event["t"]):
+            self.changes.post_deltas[subject][slot] -= 1
         if actor in self.view.members:
             self.changes.viewer_posts.add((actor, subject))
 
@@ -232,14 +276,14 @@ class Run:
             self._subject_put(event, uri, "likes", self.changes.like_rows, 0)
 
     def _like_delete(self, event, uri):
-        self._subject_delete(uri, "likes", self.changes.like_rows, self.changes.deleted_likes, 0)
+        self._subject_delete(event, uri, "likes", self.changes.like_rows, self.changes.deleted_likes, 0)
 
     def _repost_put(self, event, uri):
         if event["op"] == "c":
             self._subject_put(event, uri, "reposts", self.changes.repost_rows, 1)
 
     def _repost_delete(self, event, uri):
-        self._subject_delete(uri, "reposts", self.changes.repost_rows, self.changes.deleted_reposts, 1)
+        self._subject_delete(event, uri, "reposts", self.changes.repost_rows, self.changes.deleted_reposts, 1)
 
     # -- follows -------------------------------------------------------------------------
 
@@ -248,14 +292,18 @@ class Run:
         follower, subject = event["did"], event["rec"]["subject"]
         if event["op"] != "c" or uri in view.follows or not (follower in view.members or subject in view.members):
             return
+        if ("bf" not in event and follower in view.members and subject not in view.members
+                and view.member_followers.get(subject, 0) <= 0):
+            changes.newly_covered.setdefault(subject, follower)
         view.follows[uri] = (follower, subject)
         changes.follow_rows[uri] = {"uri": uri, "follower_did": follower, "following_did": subject,
                                     "created_at": parse_datetime(event["rec"].get("createdAt"), event["t"])}
         self._follow_counts(follower, subject, +1)
-        if subject in view.members and subject != follower:
+        if subject in view.members and subject != follower and "bf" not in event:
             self._notify(subject, "follow", follower, None, uri)
 
     def _follow_delete(self, event: dict, uri: str) -> None:
+        self.changes.tombstones[uri] = event["t"]
         ref = self.view.follows.pop(uri, None)
         if ref is None:
             return
@@ -300,3 +348,12 @@ class Run:
         if did not in self.view.profiles:
             self.view.profiles.add(did)
             self.changes.new_profiles.add(did)
+
+
+def _event_time(event: dict) -> int:
+    """When a record came to be, for counts: the stream's time, or for a backfilled record its
+    ``createdAt`` (no later than the fetch), since it may well predate a counted parent."""
+    if "bf" not in event:
+        return event["t"]
+    created = parse_datetime(event["rec"].get("createdAt"), event["t"])
+    return min(event["t"], int(created.timestamp() * 1_000_000))

@@ -16,7 +16,8 @@ _MEMBER_FOLLOWERS = text("""
     SELECT f.following_did, count(*) FROM follows f
     JOIN profiles m ON m.did = f.follower_did AND m.is_cannect_user
     WHERE f.following_did = ANY(:dids) GROUP BY f.following_did""")
-_POSTS = text("SELECT uri, author_did, reply_parent_uri FROM posts WHERE uri = ANY(:uris)")
+_POSTS = text("SELECT uri, author_did, reply_parent_uri, counts_as_of_us FROM posts WHERE uri = ANY(:uris)")
+_TOMBSTONES = text("SELECT uri FROM record_tombstones WHERE uri = ANY(:uris)")
 _ORPHAN_REPLIES = text("""
     SELECT reply_parent_uri, count(*) FROM posts WHERE reply_parent_uri = ANY(:uris) GROUP BY 1""")
 _LIKES = text("SELECT uri, actor_did, subject_uri FROM likes WHERE uri = ANY(:uris)")
@@ -35,12 +36,15 @@ def load_view(session: Session, events: list[dict]) -> View:
     post_uris: set[str] = set()
     uris = {"like": set(), "repost": set(), "follow": set()}
     notified: set[str] = set()  # who the run's records could notify: only their membership is read
+    backfilled: set[str] = set()  # URIs and DIDs of backfilled records: were they deleted?
     for event in events:
         did = event["did"]
         dids.add(did)
         if event["k"] != "commit":
             continue
         col, uri = event["col"], record_uri(did, event["col"], event["rkey"])
+        if "bf" in event:
+            backfilled.update((uri, did))
         record = event.get("rec")
         if col == "post":
             post_uris.add(uri)
@@ -63,6 +67,9 @@ def load_view(session: Session, events: list[dict]) -> View:
                 post_uris.add(record["subject"]["uri"])
 
     follows = _refs(session, _FOLLOWS, uris["follow"])
+    likes, reposts = _refs(session, _LIKES, uris["like"]), _refs(session, _REPOSTS, uris["repost"])
+    # A stored like or repost deleted in this run: does its subject's count move? (counts_as_of)
+    post_uris.update(subject for _, subject in (*likes.values(), *reposts.values()))
     # A follow deleted in this run names its subject only in the stored row; whether that
     # subject is a member decides whose viewer state (followed_by) is refreshed.
     dids.update(subject for _, subject in follows.values())
@@ -72,13 +79,14 @@ def load_view(session: Session, events: list[dict]) -> View:
         members={did for did, member in rows if member},
         profiles={did for did, _ in rows if did in dids},
         member_followers=dict(session.execute(_MEMBER_FOLLOWERS, {"dids": list(authors)}).all()) if authors else {},
-        posts={uri: PostRef(author, parent)
-               for uri, author, parent in session.execute(_POSTS, {"uris": list(post_uris)})},
-        likes=_refs(session, _LIKES, uris["like"]),
-        reposts=_refs(session, _REPOSTS, uris["repost"]),
+        posts={uri: PostRef(author, parent, as_of)
+               for uri, author, parent, as_of in session.execute(_POSTS, {"uris": list(post_uris)})},
+        likes=likes,
+        reposts=reposts,
         follows=follows,
         orphan_replies=dict(session.execute(_ORPHAN_REPLIES, {"uris": list(created_posts)}).all())
         if created_posts else {},
+        tombstones=set(session.execute(_TOMBSTONES, {"uris": list(backfilled)}).scalars()) if backfilled else set(),
     )
     # A like or repost notifies the author of an indexed subject: is that author a member?
     authors_of_posts = {ref.author for ref in view.posts.values()} - dids - notified
@@ -89,8 +97,8 @@ def load_view(session: Session, events: list[dict]) -> View:
         # A deleted reply decrements its parent: the parent must be in the view too.
         parents = {view.posts[uri].parent for uri in doomed} - set(view.posts) - {None}
         if parents:
-            view.posts.update({uri: PostRef(author, parent)
-                               for uri, author, parent in session.execute(_POSTS, {"uris": list(parents)})})
+            view.posts.update({uri: PostRef(author, parent, as_of)
+                               for uri, author, parent, as_of in session.execute(_POSTS, {"uris": list(parents)})})
         view.likes.update(_refs(session, _LIKES_OF, doomed))
         view.reposts.update(_refs(session, _REPOSTS_OF, doomed))
     return view

@@ -99,6 +99,11 @@ _INSERT_NOTIFICATIONS = text("""
                 CAST(:subjects AS text[]), CAST(:reasons AS text[]), CAST(:cids AS text[]), CAST(:records AS text[]))
          AS n(recipient, type, actor, subject, reason, cid, record)
     ON CONFLICT (recipient_did, type, reason_uri) DO NOTHING RETURNING id""")
+# A stream delete is remembered (the latest time wins) so a backfilled copy cannot bring it back.
+_TOMBSTONES = text("""
+    INSERT INTO record_tombstones (uri, time_us)
+    SELECT unnest(CAST(:uris AS text[])), unnest(CAST(:times AS bigint[]))
+    ON CONFLICT (uri) DO UPDATE SET time_us = greatest(record_tombstones.time_us, excluded.time_us)""")
 _DELETE_POSTS = [text(f"DELETE FROM {table} WHERE {column} = ANY(:uris)") for table, column in (
     ("likes", "subject_uri"), ("reposts", "subject_uri"), ("user_post_state", "post_uri"), ("posts", "uri"))]
 
@@ -112,6 +117,13 @@ def _write_deletes(session: Session, c: Changes) -> None:
             session.execute(statement, {"uris": list(c.deleted_posts)})
     if c.deleted_notification_reasons:
         session.execute(_DELETE_NOTIFICATIONS, {"uris": list(c.deleted_notification_reasons)})
+    if c.tombstones:
+        write_tombstones(session, c.tombstones)
+
+
+def write_tombstones(session: Session, tombstones: dict[str, int]) -> None:
+    uris = sorted(tombstones)  # a stable order keeps concurrent writers from deadlocking
+    session.execute(_TOMBSTONES, {"uris": uris, "times": [tombstones[u] for u in uris]})
 
 
 def _write_inserts(session: Session, c: Changes) -> None:

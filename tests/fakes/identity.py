@@ -126,8 +126,8 @@ class FakePlc(_Server):
         return failure
 
 
-def did_document(did: str, handle: str | None) -> dict:
-    """A DID document in the shape the PLC directory serves."""
+def did_document(did: str, handle: str | None, pds: str = "https://pds.example.com") -> dict:
+    """A DID document in the shape the PLC directory serves, naming ``pds`` as its PDS."""
     return {
         "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
         "id": did,
@@ -135,7 +135,7 @@ def did_document(did: str, handle: str | None) -> dict:
         "verificationMethod": [{"id": f"{did}#atproto", "type": "Multikey", "controller": did,
                                 "publicKeyMultibase": "zQ3shunBKsXixLxKtC5qeSG9E4J5RkGN57im31pcTzbNQnm5w"}],
         "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
-                     "serviceEndpoint": "https://pds.example.com"}],
+                     "serviceEndpoint": pds}],
     }
 
 

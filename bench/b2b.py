@@ -1,0 +1,287 @@
+"""B2B intelligence endpoints under load: req/s and p50/p95 next to the same SQL run bare, with
+and without the answer cache, with and without the limiter.
+
+A scratch database gets ``--posts`` classified posts (default 1,000,000; ``bench/aggregates.py``'s
+seeding, with post texts drawn from a vocabulary so that full-text search has words to find),
+then the jobs behind the endpoints run once (the three materialized views, trends, opportunity
+scores). Three gunicorn servers (``cannect/gunicorn_conf.py`` as deployed), one after the other,
+serve the app:
+
+- ``api``: as in production (key check, limiter script in Redis, usage log, answer cache);
+- ``no-limiter``: the same, with the limiter answering "ok" without Redis and no usage log
+  (``bench/b2b_limits.py``'s ``B2B_BENCH_MODE=bare``): what limits and logging cost;
+- ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
+
+Each of ``/api/v1/segments``, ``trends``, ``intents``, ``opportunities`` and ``search`` (a few
+URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (the load generator
+of ``bench/api.py``) on each server in turn. *bare SQL* replays, through psycopg with as many
+connections, the statements the app executes for the same URLs when nothing is cached
+(recorded in-process), each request's statements in one transaction. Ratios printed:
+api / bare SQL and limiter cost = 1 - api / no-limiter.
+
+Last, one client in-process (Flask's test client) with the cache on and off, interleaved: the
+latency each request saves, without queueing.
+
+Goals (issue 9): p95 under 50 ms at 16 clients; throughput at least half of bare SQL, or above
+it where answers come from the cache.
+
+Usage (the database is created and dropped; DATABASE_URL only reaches the server):
+    DATABASE_URL=postgresql://root@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/6 \\
+        .venv/bin/python bench/b2b.py [--posts 1000000] [--seconds 8] [--clients 16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+import httpx  # noqa: E402
+
+SECRET = "bench-secret-" + "x" * 32
+MODES = ("api", "no-limiter", "no-cache")
+#: Words of the seeded texts: each post gets two, so a word is in about 1 post in 20.
+WORDS = ("sleep relax anxiety pain dispensary price quality edible gummies flower vape cart rosin tincture "
+         "terpene strain indica sativa hybrid morning evening weekend friend music coffee doctor medical card "
+         "organic grow harvest jar smell taste joint bong paper lighter beach park walk").split()
+ENDPOINTS = {
+    "segments": ["/api/v1/segments", "/api/v1/segments?consumer_type=wellness",
+                 "/api/v1/segments?experience_level=daily"],
+    "trends": ["/api/v1/trends", "/api/v1/trends?kind=effect&window=7d", "/api/v1/trends?kind=hashtag"],
+    "intents": ["/api/v1/intents", "/api/v1/intents?region=California", "/api/v1/intents?product=edible"],
+    "opportunities": ["/api/v1/opportunities", "/api/v1/opportunities?kind=effect",
+                      "/api/v1/opportunities?region=Oregon"],
+    "search": ["/api/v1/search?q=sleep", "/api/v1/search?q=dispensary&min_intent=70",
+               "/api/v1/search?q=rosin&region=California", "/api/v1/search?q=%22indica%20morning%22",
+               "/api/v1/search?q=gummies&product=edible&sentiment=positive"],
+}
+
+
+def bench_app():
+    """The app gunicorn serves: ``bench/b2b_limits.py``'s (limiter off when ``B2B_BENCH_MODE=bare``),
+    with the answer cache off when ``B2B_BENCH_CACHE=off``."""
+    from b2b_limits import bench_app as limits_app
+
+    from services.b2b.queries import cache
+
+    if os.environ.get("B2B_BENCH_CACHE") == "off":
+        cache.MAX_ENTRIES = 0
+    return limits_app()
+
+
+class Server:
+    """gunicorn with the deployed config, serving :func:`bench_app`."""
+
+    def __init__(self, env: dict, log: Path):
+        from cannect.embedded import free_port
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "--pythonpath",
+             str(ROOT / "bench"), "b2b:bench_app()"],
+            cwd=ROOT, env=dict(env, PORT=str(self.port)), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            self._wait_ready(log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, log: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
+            try:
+                if httpx.get(self.base + "/health/db", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def seed(url: str, posts: int) -> None:
+    """bench/aggregates.py's corpus, the texts drawn from :data:`WORDS`; then the jobs once."""
+    import aggregates
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from services.db import make_engine
+    from services.intelligence import opportunities, trends, views
+
+    words = "ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "]"
+    plain = "'bench post ' || g"
+    assert plain in aggregates._POSTS, "bench/aggregates.py's post text changed"
+    aggregates._POSTS = aggregates._POSTS.replace(
+        plain, f"'post ' || g || ' ' || ({words})[1 + g % {len(WORDS)}] || ' ' || "
+               f"({words})[1 + (g * 7 + g / {len(WORDS)}) % {len(WORDS)}]")
+    engine = make_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
+    try:
+        started = time.perf_counter()
+        aggregates.seed(engine, posts, max(1, posts // 20))
+        print(f"  seeded {posts:,} classified posts in {time.perf_counter() - started:.0f} s", flush=True)
+        jobs = [*(lambda s, v=v: views.refresh(s, v) for v in views.VIEWS), trends.compute, opportunities.compute]
+        for job in jobs:
+            started = time.perf_counter()
+            with Session(engine) as session, session.begin():
+                job(session)
+            print(f"  job {getattr(job, '__name__', 'view refresh')}: {time.perf_counter() - started:.1f} s",
+                  flush=True)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+
+
+def record(env: dict, key: str) -> dict:
+    """Per endpoint, per URL: the statements the app runs when nothing is cached."""
+    from api import record_statements
+
+    from services.b2b.queries import cache
+
+    cache.MAX_ENTRIES = 0
+    plan = [("warm-up", ["/api/v1/usage"], True)] + [(name, urls, True) for name, urls in ENDPOINTS.items()]
+    recordings = record_statements(env, key, plan)
+    recordings.pop("warm-up")
+    cache.MAX_ENTRIES = 2048
+    return recordings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    parser.add_argument("--clients", default="16,64", help="concurrent clients, comma-separated")
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database (its URL is printed)")
+    parser.add_argument("--reuse", metavar="URL", help="measure a kept database again instead of seeding one")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the recorded statements")
+    parser.add_argument("--requests", type=int, default=200, help="requests per URL set in the one-client run")
+    args = parser.parse_args()
+    from api import load_api, load_bare
+    from b2b_limits import new_key
+    from ingest import drop_database, fresh_database
+
+    admin_url = os.environ["DATABASE_URL"]
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/6")
+    concurrency = [int(c) for c in args.clients.split(",")]
+    chosen = args.endpoints.split(",")
+    url = args.reuse or fresh_database(admin_url)
+    results: dict[tuple[str, str, int], dict] = {}
+    try:
+        if not args.reuse:
+            seed(url, args.posts)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JETSTREAM_",))}
+        env.update(DATABASE_URL=url, REDIS_URL=redis_url, JWT_SECRET=SECRET, LOG_LEVEL="WARNING",
+                   PYTHONUNBUFFERED="1", RATE_LIMIT_IP="100000000/minute", RATE_LIMIT_USER="100000000/minute")
+        env.setdefault("WEB_CONCURRENCY", "2")
+        env.setdefault("DB_POOL_SIZE", "12")  # 2 workers x (12 + 5): the server's 100 connections are shared
+        recordings = record(env, new_key(env))
+        if args.explain:
+            from api import explain
+
+            explain(url, {name: recordings[name] for name in chosen})
+        modes = {"api": {}, "no-limiter": {"B2B_BENCH_MODE": "bare"}, "no-cache": {"B2B_BENCH_CACHE": "off"}}
+        with tempfile.TemporaryDirectory() as logs:
+            for mode, extra in modes.items():  # one server at a time: the database server's connections are shared
+                server = Server(dict(env, **extra), Path(logs) / f"{mode}.log")
+                try:
+                    for name in chosen:
+                        for clients in concurrency:
+                            headers = {"Authorization": f"Bearer {new_key(env)}"}
+                            result = asyncio.run(load_api(server.base, ENDPOINTS[name], headers, clients,
+                                                          args.seconds))
+                            results[(name, mode, clients)] = result
+                            show(name, mode, clients, result)
+                finally:
+                    server.stop()
+        for name in chosen:
+            for clients in concurrency:
+                result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds))
+                results[(name, "bare SQL", clients)] = result
+                show(name, "bare SQL", clients, result)
+        report(results, chosen, concurrency, args.posts)
+        single_client(env, new_key(env), chosen, args.requests)
+    finally:
+        import redis
+
+        redis.Redis.from_url(redis_url).delete("b2b:usage:buffer", "b2b:usage:processing")
+        if args.keep or args.reuse:
+            print(f"kept {url}")
+        else:
+            drop_database(admin_url, url)
+
+
+def single_client(env: dict, key: str, names: list[str], requests: int) -> None:
+    """One request at a time, in-process (Flask's test client), cache on and off, interleaved:
+    what the cache saves per request, without queueing behind other clients."""
+    import statistics
+
+    from app import create_app
+    from cannect.config import get_settings
+    from services import db
+    from services.b2b.queries import cache
+
+    os.environ.update(env)
+    for cached in (get_settings, db.get_engine, db._session_factory):
+        cached.cache_clear()
+    client = create_app().test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    print(f"\none client in-process, {requests} requests each: median / p95 ms")
+    for name in names:
+        times: dict[str, list[float]] = {"cached": [], "uncached": []}
+        for i in range(requests):
+            for mode in times:
+                cache.MAX_ENTRIES = 2048 if mode == "cached" else 0
+                url = ENDPOINTS[name][i % len(ENDPOINTS[name])]
+                started = time.perf_counter()
+                assert client.get(url, headers=headers).status_code == 200, url
+                times[mode].append((time.perf_counter() - started) * 1000)
+        cells = []
+        for mode, values in times.items():
+            values.sort()
+            cells.append(f"{mode} {statistics.median(values):6.2f} / {values[int(0.95 * len(values))]:6.2f}")
+        print(f"  {name:<13} " + "   ".join(cells), flush=True)
+    cache.MAX_ENTRIES = 2048
+    db.get_engine().dispose()
+
+
+def show(name: str, mode: str, clients: int, result: dict) -> None:
+    errors = f"  errors {result['errors']}" if result.get("errors") else ""
+    print(f"  {name:<13} {mode:<10} {clients:>3} clients: {result['rps']:8.0f} req/s  p50 {result['p50']:6.1f} ms  "
+          f"p95 {result['p95']:6.1f} ms{errors}", flush=True)
+
+
+def report(results: dict, names: list[str], concurrency: list[int], posts: int) -> None:
+    print(f"\n{posts:,} classified posts; req/s (p95 ms)")
+    head = f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>18}" for m in (*MODES, "bare SQL"))
+    print(head + f" {'api/bare':>9} {'limiter cost':>13}")
+    for name in names:
+        for clients in concurrency:
+            row = [results[(name, mode, clients)] for mode in (*MODES, "bare SQL")]
+            cells = " ".join(f"{r['rps']:>9.0f} ({r['p95']:>5.1f})" for r in row)
+            api, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[3]["rps"]
+            print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {1 - api / no_limiter:>13.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Answers kept until the job behind them runs again.
+
+Aggregates and materialized views change only when their job runs, and each run bumps the
+job's row in ``intelligence_runs`` (``runs`` counter and ``finished_at``, written in the job's
+own transaction). An answer is cached under (endpoint, parameters, those rows), and the first
+request after a run computes it again. The version is read *before* computing, so a cached answer is never older
+than its key says.
+
+Whether a job ran is asked at most every ``B2B_CACHE_CHECK_SECONDS`` (default 1 s) per
+process and set of jobs, so a hit usually costs no database round trip at all, and a refresh
+shows within that second.
+
+The cache lives in process memory (each web worker its own, LRU-bounded, ``MAX_ENTRIES``).
+Posts an answer names are not part of what is
+trusted from the cache: callers look them up live (``posts.alive``), so a deleted post leaves
+at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+MAX_ENTRIES = 2048
+
+_VERSION = text("""SELECT coalesce(string_agg(job || '@' || runs || '@' || extract(epoch FROM finished_at), ','
+                                              ORDER BY job), '')
+                   FROM intelligence_runs WHERE job = ANY(CAST(:jobs AS text[]))""")
+
+_entries: OrderedDict[tuple, object] = OrderedDict()
+_versions: dict[tuple[str, ...], tuple[float, str]] = {}
+_lock = threading.Lock()
+stats = {"hits": 0, "misses": 0}
+
+
+def version(session: Session, jobs: tuple[str, ...], max_age: float = 0.0) -> str:
+    """The runs of these jobs so far, as one string (empty before any ran); read again when the
+    last reading is older than ``max_age`` seconds."""
+    seen = _versions.get(jobs)
+    if seen is not None and time.monotonic() - seen[0] < max_age:
+        return seen[1]
+    value = session.execute(_VERSION, {"jobs": list(jobs)}).scalar() or ""
+    _versions[jobs] = (time.monotonic(), value)
+    return value
+
+
+def _check_seconds() -> float:
+    from cannect.config import get_settings
+
+    return get_settings().b2b_cache_check_seconds
+
+
+def answer(session: Session, name: str, params: dict, jobs: tuple[str, ...], compute: Callable[[Session], T]) -> T:
+    """``compute(session)``, or its cached result while ``jobs`` have not run again.
+
+    The result is shared between requests: callers build new objects from it, never change it.
+    ``MAX_ENTRIES = 0`` turns the cache off (benchmarks measure what it saves).
+    """
+    if MAX_ENTRIES <= 0:
+        return compute(session)
+    key = (name, json.dumps(params, sort_keys=True, default=str), version(session, jobs, _check_seconds()))
+    with _lock:
+        if key in _entries:
+            _entries.move_to_end(key)
+            stats["hits"] += 1
+            return _entries[key]  # type: ignore[return-value]
+    result = compute(session)
+    with _lock:
+        stats["misses"] += 1
+        _entries[key] = result
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
+    return result
+
+
+def clear() -> None:
+    with _lock:
+        _entries.clear()
+        _versions.clear()

@@ -1,0 +1,126 @@
+"""Queue ``backfill``: a new member's past, one page per message (``services/backfill``).
+
+- Enqueued by: :func:`start_jobs` after the commit that created the jobs (sign-in and
+  ``cannect members add`` through ``services.members.add_member``; the ingest actor for a
+  member's follow of an account no member followed before), and by the actors themselves:
+  ``backfill.start`` sends the first page of each chunk, ``backfill.page`` the next page of
+  its chunk (and, for the member's follows, the first page of each followed account).
+- Latency: one XRPC request per message (``BACKFILL_TIMEOUT_SECONDS`` at most, per attempt)
+  plus one short transaction under the ingest lock; a member following 500 accounts is about
+  500-1,000 messages. Runs on its own queue and workers, so live ingest never waits behind it
+  (only each page's commit takes the ingest lock, for milliseconds).
+- Idempotency: a chunk's committed page count (``backfill_chunks.pages``) makes a repeated
+  message a no-op; the records themselves are keyed by URI, and tombstones keep stream
+  deletes deleted. A worker killed mid-page leaves the message unacknowledged: it runs again
+  and fetches the same page from the committed cursor.
+- Retries: 429/5xx/timeouts are retried in place (``services/backfill/fetch.py``); when the
+  host still cannot answer, the message retries with backoff (Retry-After respected) up to
+  ``MAX_RETRIES`` times, then the chunk is marked failed and the job moves on.
+- Realtime: after each page's commit the member's sockets get ``backfill_progress``; the
+  newly indexed posts are queued for classification and new profiles for identity.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import dramatiq
+import redis
+
+from cannect.config import get_settings
+from models import BackfillChunk, BackfillJob
+from services.backfill import PageRequest, PageSettings, run_page, start_job
+from services.backfill.fetch import FetchSettings, TryLater, XrpcFetcher
+from services.backfill.jobs import finish_chunk
+from services.classify.pipeline import post_ids_of
+from services.db import session_scope
+from services.identity import IdentityResolver
+from services.realtime import try_publish
+
+from . import classify, identity
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 12
+
+@functools.lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
+
+
+@functools.lru_cache(maxsize=1)
+def _fetcher() -> XrpcFetcher:
+    return XrpcFetcher(FetchSettings.of(get_settings()), _redis())
+
+
+@functools.lru_cache(maxsize=1)
+def _resolver() -> IdentityResolver:
+    return IdentityResolver(get_settings(), _redis())
+
+
+def start_jobs(job_ids) -> None:
+    """After the commit that created them: start the jobs. A failure is logged (the job stays
+    queued, and ``backfill.start`` can be sent for it again)."""
+    for job_id in job_ids or ():
+        try:
+            start.send(job_id)
+        except redis.RedisError:
+            log.error("backfill: could not queue job %s", job_id, exc_info=True)
+
+
+@dramatiq.actor(queue_name="backfill", actor_name="backfill.start", max_retries=MAX_RETRIES,
+                min_backoff=1_000, max_backoff=300_000)
+def start(job_id: int) -> None:
+    with session_scope() as session:
+        pages = start_job(session, job_id)
+    _send(pages)
+
+
+@dramatiq.actor(queue_name="backfill", actor_name="backfill.page", max_retries=MAX_RETRIES,
+                min_backoff=1_000, max_backoff=300_000, time_limit=10 * 60_000,
+                on_retry_exhausted="backfill.page_gave_up")
+def page(job_id: int, account: str, source: str, number: int) -> None:
+    settings = get_settings()
+    request = PageRequest(job_id, account, source, number)
+    try:
+        outcome = run_page(session_scope, _fetcher(), _resolver(), PageSettings.of(settings), request)
+    except TryLater as exc:
+        log.warning("backfill %s: %s page %d of %s later (in %.0fs): %s", job_id, source, number, account,
+                    exc.seconds, exc)
+        raise dramatiq.Retry(str(exc), delay=int(exc.seconds * 1000)) from None
+    _announce(outcome)
+    _send(outcome.send)
+
+
+@dramatiq.actor(queue_name="backfill", actor_name="backfill.page_gave_up", max_retries=3)
+def page_gave_up(message: dict, retry_info: dict) -> None:
+    """Every retry failed: the chunk is marked failed so the job can finish without it."""
+    job_id, account, source, _ = message["args"]
+    with session_scope() as session:
+        chunk = session.get(BackfillChunk, (job_id, account, source), with_for_update=True)
+        job = session.get(BackfillJob, job_id, with_for_update=True)
+        if chunk is not None and job is not None and chunk.status == "pending":
+            finish_chunk(session, job, chunk, "failed", f"gave up after {retry_info.get('retries')} retries")
+    log.error("backfill %s: gave up on %s of %s", job_id, source, account)
+
+
+def _send(pages: list[PageRequest]) -> None:
+    for request in pages:
+        page.send(*request.args())
+
+
+def _announce(outcome) -> None:
+    """After the commit: progress to the member, new posts to classify, new profiles to resolve."""
+    if not outcome.applied:
+        return
+    if outcome.progress_event:
+        try_publish(_redis(), [outcome.progress_event])
+    indexed = [uri for changes in outcome.changes for uri in changes.indexed_posts]
+    try:
+        if indexed:
+            with session_scope() as session:
+                classify.request(post_ids_of(session, indexed))
+        identity.request({did for changes in outcome.changes for did in changes.new_profiles})
+    except redis.RedisError:
+        log.warning("backfill: could not queue classification or identity (the sweeps will)", exc_info=True)
