@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-import httpx  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
 MODES = ("api", "no-limiter", "no-cache")
@@ -78,45 +75,11 @@ def bench_app():
     return limits_app()
 
 
-class Server:
-    """gunicorn with the deployed config, serving :func:`bench_app`."""
+def start_server(env: dict, log: Path):
+    """gunicorn with the deployed config, serving :func:`bench_app` (tests/harness.py's Web)."""
+    from harness import Web
 
-    def __init__(self, env: dict, log: Path):
-        from cannect.embedded import free_port
-
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "--pythonpath",
-             str(ROOT / "bench"), "b2b:bench_app()"],
-            cwd=ROOT, env=dict(env, PORT=str(self.port)), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        try:
-            self._wait_ready(log)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, log: Path) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
-            try:
-                if httpx.get(self.base + "/health/db", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    return Web(env, log, app="b2b:bench_app()", pythonpath=str(ROOT / "bench"))
 
 
 def seed(url: str, posts: int) -> None:
@@ -203,12 +166,12 @@ def main() -> None:
         modes = {"api": {}, "no-limiter": {"B2B_BENCH_MODE": "bare"}, "no-cache": {"B2B_BENCH_CACHE": "off"}}
         with tempfile.TemporaryDirectory() as logs:
             for mode, extra in modes.items():  # one server at a time: the database server's connections are shared
-                server = Server(dict(env, **extra), Path(logs) / f"{mode}.log")
+                server = start_server(dict(env, **extra), Path(logs) / f"{mode}.log")
                 try:
                     for name in chosen:
                         for clients in concurrency:
                             headers = {"Authorization": f"Bearer {new_key(env)}"}
-                            result = asyncio.run(load_api(server.base, ENDPOINTS[name], headers, clients,
+                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], headers, clients,
                                                           args.seconds))
                             results[(name, mode, clients)] = result
                             show(name, mode, clients, result)

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +45,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
@@ -79,39 +76,11 @@ def bench_app():
     return app
 
 
-class Server:
-    """gunicorn with the deployed config, serving :func:`bench_app`."""
+def start_server(env: dict, log: Path):
+    """gunicorn with the deployed config, serving :func:`bench_app` (tests/harness.py's Web)."""
+    from harness import Web
 
-    def __init__(self, env: dict, log: Path):
-        from cannect.embedded import free_port
-
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "--pythonpath",
-             str(ROOT / "bench"), "b2b_limits:bench_app()"],
-            cwd=ROOT, env=dict(env, PORT=str(self.port)), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gunicorn exited:\n" + log.read_text()[-3000:])
-            try:
-                if httpx.get(self.base + "/health/db", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    return Web(env, log, app="b2b_limits:bench_app()", pythonpath=str(ROOT / "bench"))
 
 
 def new_key(env: dict) -> str:
@@ -164,13 +133,13 @@ def main() -> None:
             servers = {}
             try:
                 for mode in MODES:  # both up at once, runs interleaved: they share the machine's noise
-                    servers[mode] = Server(dict(env, B2B_BENCH_MODE=mode), Path(logs) / f"{mode}.log")
+                    servers[mode] = start_server(dict(env, B2B_BENCH_MODE=mode), Path(logs) / f"{mode}.log")
                 for path in args.paths.split(","):
                     for clients in concurrency:
                         for round_ in range(args.rounds):
                             for mode in MODES:
                                 headers = {"Authorization": f"Bearer {new_key(env)}"}
-                                result = asyncio.run(load_api(servers[mode].base, [path], headers, clients,
+                                result = asyncio.run(load_api(servers[mode].http, [path], headers, clients,
                                                               args.seconds))
                                 results.setdefault((mode, path, clients), []).append(result)
                                 print(f"  {mode:<4} {path:<14} {clients:>3} clients: {result['rps']:8.0f} req/s "
@@ -181,7 +150,7 @@ def main() -> None:
                     server.stop()
                     if any(run["errors"] for (mode, _, _), runs in results.items() if servers.get(mode) is server
                            for run in runs):
-                        print(f"--- {server.log.name} (errors seen) ---\n" + server.log.read_text()[-6000:])
+                        print(f"--- {server.log_path.name} (errors seen) ---\n" + server.log_path.read_text()[-6000:])
         report(results, args.paths.split(","), concurrency, env, cpu)
     finally:
         import redis

@@ -132,17 +132,23 @@ class System:
 
 
 class Web:
-    """A real gunicorn web process (the Procfile's command) on a free port, stopped by ``stop()``."""
+    """A real gunicorn web process (the Procfile's command) on a free port, stopped by ``stop()``.
 
-    def __init__(self, env: dict, log_path: Path, **settings: str):
+    Benchmarks serve their own app factory with ``app`` (and ``pythonpath`` to find it) and
+    their own number of processes (``WEB_CONCURRENCY`` in ``env``).
+    """
+
+    def __init__(self, env: dict, log_path: Path, app: str = "app:create_app()", pythonpath: str | None = None,
+                 **settings: str):
         self.port = free_port()
         self.env = dict(env, PORT=str(self.port), **settings)
         self.env.setdefault("WEB_CONCURRENCY", "1")  # one process: every socket sees every event
         self.log_path = log_path
         self.url = f"ws://127.0.0.1:{self.port}/ws"
         self.http = f"http://127.0.0.1:{self.port}"
+        extra = ["--pythonpath", pythonpath] if pythonpath else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", "app:create_app()"],
+            [sys.executable, "-m", "gunicorn", "--config", "python:cannect.gunicorn_conf", *extra, app],
             cwd=ROOT, env=self.env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
