@@ -124,8 +124,10 @@ def store_outcome(session: Session, work: Sequence[Pending], outcome: Outcome, r
         raise RuntimeError(f"classifier {outcome.model_version!r} returned {len(outcome.results)} results "
                            f"for {len(work)} posts")
     report.model_version, report.elapsed_ms = outcome.model_version, outcome.elapsed_ms
+    # Locked in URI order, the order in which ingest updates posts' counts: two orders would
+    # let a classification and an ingest batch deadlock on the same posts.
     alive = set(session.scalars(select(Post.id).where(Post.id.in_([item.post_id for item in work]))
-                                .order_by(Post.id).with_for_update(key_share=True)))
+                                .order_by(Post.uri).with_for_update(key_share=True)))
     report.gone += len(work) - len(alive)
     per_post_ms = outcome.elapsed_ms // max(len(work), 1)
     rows: list[dict] = []
