@@ -26,6 +26,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/ws.py
 	$(BIN)/python bench/push.py
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/classify.py
+	$(BIN)/python bench/aggregates.py
+	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/b2b_limits.py
+	$(BIN)/python bench/b2b.py
 
 clean:
 	rm -rf $(VENV) .cannect .pytest_cache
