@@ -9,7 +9,7 @@ from services.db import session_scope
 from services.status import gather
 
 from .errors import problem
-from .extensions import get_redis
+from .extensions import get_redis, settings
 
 api = APIBlueprint("health", __name__, url_prefix="/health", abp_tags=[Tag(name="health")])
 
@@ -37,7 +37,8 @@ def health_indexer():
     """Listener lag, last event age, counters and queue depths; 503 when it has fallen behind."""
     try:
         with session_scope() as session:
-            report = gather(get_redis(), session, classification=False)
+            report = gather(get_redis(), session, classification=False,
+                            heartbeat_timeout_ms=settings().worker_heartbeat_timeout_ms)
     except Exception as exc:
         return problem(503, "Indexer status unavailable", type(exc).__name__)
     lag = report["lag_seconds"]

@@ -294,7 +294,8 @@ def status(as_json, max_silence):
 
     settings = get_settings()
     with session_scope() as session:
-        report = gather(redis.Redis.from_url(settings.redis_url), session)
+        report = gather(redis.Redis.from_url(settings.redis_url), session,
+                        heartbeat_timeout_ms=settings.worker_heartbeat_timeout_ms)
     if as_json:
         click.echo(_terminal_safe(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()))
     if max_silence is not None:
@@ -325,6 +326,14 @@ def status(as_json, max_silence):
     for name, depth in report["queues"].items():
         dead = report["dead_letters"][name]
         click.echo(f"queue {name:<10} {depth:,} pending" + (f", {dead:,} dead letters" if dead else ""))
+    workers = report["workers"]
+    click.echo(f"workers          {workers['alive']} alive, {workers['dead']} dead (Dramatiq heartbeats)")
+    click.echo("backfills        " + (f"{len(report['backfills'])} open" if report["backfills"] else "none open"))
+    for job in report["backfills"]:
+        rate = f"{job['rate_per_second']:g}/s" if job["rate_per_second"] is not None else "no rate yet"
+        eta = f", ETA {job['eta_seconds']:g}s" if job["eta_seconds"] is not None else ""
+        click.echo(_terminal_safe(f"  {job['id']:>6}  {job['kind']} {job['subject'] or '-'} {job['status']} "
+                                  f"{job['done']:,}/{job['total'] if job['total'] is not None else '?'} ({rate}{eta})"))
     push, latency = report["push"], report["push"]["latency_seconds"]
     click.echo(f"push             sent {push['sent']:,}  failed {push['failed']:,}  removed {push['removed']:,}  "
                f"retried {push['retried']:,}  skipped {push['skipped']:,}"
@@ -452,6 +461,7 @@ from .cli_classify import backfill as _backfill, classify as _classify  # noqa: 
 main.add_command(_classify)
 main.add_command(_backfill)
 main.add_command(__import__("cannect.cli_clients", fromlist=["clients"]).clients)  # cannect clients ...
+main.add_command(__import__("cannect.cli_queues", fromlist=["queues"]).queues)  # cannect queues ...
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,11 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import IngestPending
+from models import BackfillJob, IngestPending
+from models.backfill import OPEN_STATUSES
 
-from . import listener_state
+from . import listener_state, queues as dramatiq_queues
+from .backfill import jobs as backfill_jobs
 from .intelligence import runs as intelligence_runs
 from .ingest import deadletters, read_state
 from .classify import stats as classify_stats
@@ -17,6 +19,8 @@ from .push import stats as push_stats
 
 #: Dead-lettered events listed (newest first) in the status.
 LATEST_DEAD_LETTERS = 5
+#: Open backfill jobs listed (oldest first) in the status.
+OPEN_BACKFILLS = 20
 #: Queues every deployment has; others are discovered from Redis.
 KNOWN_QUEUES = ("backfill", "classify", "identity", "ingest", "notify", "push", "views", "webhooks")
 _NAMESPACE = "dramatiq"
@@ -40,7 +44,8 @@ def queue_depths(redis) -> dict[str, dict[str, int]]:
     return depths
 
 
-def gather(redis, session: Session | None, classification: bool = True) -> dict:
+def gather(redis, session: Session | None, classification: bool = True,
+           heartbeat_timeout_ms: int = 20_000) -> dict:
     """The status; ``classification=False`` leaves out the per-state post counts (a scan of
     ``posts``), for health checks polled every few seconds."""
     saved = listener_state.load(redis)
@@ -57,6 +62,7 @@ def gather(redis, session: Session | None, classification: bool = True) -> dict:
         "queues": {name: depth["pending"] for name, depth in queues.items()},
         "dead_letters": {name: depth["dead_letters"] for name, depth in queues.items()},
         "push": push_stats.summary(redis),
+        "workers": _workers(redis, heartbeat_timeout_ms),
     }
     if session is not None:
         state = read_state(session)
@@ -82,4 +88,24 @@ def gather(redis, session: Session | None, classification: bool = True) -> dict:
         # Posts classified / waiting / failed, and LLM spend (services/classify/stats.py).
         if classification:
             status["classification"] = classify_stats.summary(session)
+        status["backfills"] = open_backfills(session)
     return status
+
+
+def _workers(redis, heartbeat_timeout_ms: int) -> dict:
+    """Broker processes alive / dead by their Dramatiq heartbeat (services/queues.py)."""
+    listed = dramatiq_queues.workers(redis, heartbeat_timeout_ms)
+    return {"alive": sum(w["alive"] for w in listed), "dead": sum(not w["alive"] for w in listed)}
+
+
+def open_backfills(session: Session) -> list[dict]:
+    """Queued and running backfill jobs with their progress, rate and ETA (in the job's unit)."""
+    jobs = session.scalars(select(BackfillJob).where(BackfillJob.status.in_(OPEN_STATUSES))
+                           .order_by(BackfillJob.id).limit(OPEN_BACKFILLS))
+    listed = []
+    for job in jobs:
+        progress = backfill_jobs.progress(job)
+        listed.append({"id": job.id, "kind": job.kind, "subject": job.subject_did, "status": job.status,
+                       "done": job.done, "total": job.total, "rate_per_second": progress["ratePerSecond"],
+                       "eta_seconds": progress["etaSeconds"], "started_at": progress["startedAt"]})
+    return listed
