@@ -9,28 +9,22 @@
 - Retries: a few with backoff; nothing is lost meanwhile (calls wait in Redis).
 """
 
-import functools
 import logging
 
 import dramatiq
-import redis
 
-from cannect.config import get_settings
 from services.b2b import usage
 from services.db import session_scope
 
+from .broker import app_redis
+
 log = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
 
 
 @dramatiq.actor(queue_name="b2b", actor_name="b2b.flush_usage", max_retries=5, min_backoff=1000,
                 max_backoff=60_000, time_limit=5 * 60_000)
 def flush_usage() -> None:
-    totals = usage.flush(_redis(), session_scope)
+    totals = usage.flush(app_redis(), session_scope)
     if totals["inserted"] or totals["duplicates"] or totals["rejected"]:
         log.info("b2b: usage flushed: %(inserted)d inserted, %(duplicates)d already there, %(rejected)d rejected",
                  totals)

@@ -39,24 +39,20 @@ from services.identity import IdentityResolver
 from services.realtime import try_publish
 
 from . import classify, identity
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 12
 
 @functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
-
-
-@functools.lru_cache(maxsize=1)
 def _fetcher() -> XrpcFetcher:
-    return XrpcFetcher(FetchSettings.of(get_settings()), _redis())
+    return XrpcFetcher(FetchSettings.of(get_settings()), app_redis())
 
 
 @functools.lru_cache(maxsize=1)
 def _resolver() -> IdentityResolver:
-    return IdentityResolver(get_settings(), _redis())
+    return IdentityResolver(get_settings(), app_redis())
 
 
 def start_jobs(job_ids) -> None:
@@ -115,7 +111,7 @@ def _announce(outcome) -> None:
     if not outcome.applied:
         return
     if outcome.progress_event:
-        try_publish(_redis(), [outcome.progress_event])
+        try_publish(app_redis(), [outcome.progress_event])
     indexed = [uri for changes in outcome.changes for uri in changes.indexed_posts]
     try:
         if indexed:

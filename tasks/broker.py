@@ -15,16 +15,18 @@ instead (actor, message id, batch ``conn/seq`` and event count).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 
 import dramatiq
 import orjson
+import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
-from cannect.config import Settings
+from cannect.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +124,10 @@ def setup_broker(settings: Settings) -> CannectRedisBroker:
     install_concise_message_logs()
     dramatiq.set_broker(broker)
     return broker
+
+
+@functools.lru_cache(maxsize=1)
+def app_redis() -> redis.Redis:
+    """The one Redis client of a worker process for the actors' own keys (live stream,
+    counters, delivered marks, limits), apart from the broker's connection."""
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)

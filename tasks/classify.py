@@ -31,7 +31,6 @@ import threading
 from typing import Iterable
 
 import dramatiq
-import redis
 
 from cannect.config import get_settings
 from services.classify import batch_size, costs, entities, get_classifier, pipeline
@@ -39,6 +38,7 @@ from services.db import session_scope
 from services.status import queue_depths
 
 from . import webhooks
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,6 @@ RETRY_ROUND_KEY = "cannect:classify:retry-round"
 _build_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
-
-
 def _spend_today():
     with session_scope() as session:
         return costs.spend_today(session, "classify")
@@ -68,7 +63,7 @@ def _spend_today():
 def _build_classifier():
     """One classifier per worker process (the LLM one holds connection and thread pools), and
     the brand and strain tables seeded from the lexicon before the first classification."""
-    classifier = get_classifier(get_settings(), _redis(), costs.db_recorder(), spend_today=_spend_today)
+    classifier = get_classifier(get_settings(), app_redis(), costs.db_recorder(), spend_today=_spend_today)
     with session_scope() as session:
         entities.seed_from_lexicon(session)
     log.info("classify: %s", classifier.model_version)
@@ -110,11 +105,11 @@ def classify_posts(post_ids: list[int], force: bool = False) -> None:
 def sweep() -> None:
     """Scheduled: queue unclassified posts, oldest first; failed ones once per retry round."""
     settings = get_settings()
-    waiting = queue_depths(_redis()).get("classify", {}).get("pending", 0)
+    waiting = queue_depths(app_redis()).get("classify", {}).get("pending", 0)
     if waiting > SWEEP_QUEUE_CEILING:
         log.debug("classify sweep: %d messages already queued, nothing added", waiting)
         return
-    retry_round = bool(_redis().set(RETRY_ROUND_KEY, "1", nx=True, ex=settings.classify_retry_delay_seconds))
+    retry_round = bool(app_redis().set(RETRY_ROUND_KEY, "1", nx=True, ex=settings.classify_retry_delay_seconds))
     with session_scope() as session:
         post_ids = pipeline.unprocessed_post_ids(session, SWEEP_BATCH, retry_round, SWEEP_GRACE_SECONDS)
     if post_ids:

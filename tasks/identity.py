@@ -22,13 +22,14 @@ import logging
 from datetime import timedelta
 
 import dramatiq
-import redis
 
 from cannect.config import get_settings
 from services.db import session_scope
 from services.identity import IdentityResolver, Unreachable, requests, resolve_and_store
 from services.identity.store import due_for_resolution, mark_checked
 from services.realtime import try_publish
+
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,13 @@ SWEEP_BATCH = 1000
 
 
 @functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
-
-
-@functools.lru_cache(maxsize=1)
 def _resolver() -> IdentityResolver:
-    return IdentityResolver(get_settings(), _redis())
+    return IdentityResolver(get_settings(), app_redis())
 
 
 def request(dids, refresh: bool = False) -> int:
     """Queue resolution of ``dids`` (once each); ``refresh``: an identity event, skip caches."""
-    sent = requests.claim(_redis(), dids, refresh)
+    sent = requests.claim(app_redis(), dids, refresh)
     for did in sent:
         resolve.send(did)
     return len(sent)
@@ -58,21 +54,21 @@ def request(dids, refresh: bool = False) -> int:
                 min_backoff=5_000, max_backoff=600_000, time_limit=5 * 60_000, on_retry_exhausted="identity.gave_up")
 def resolve(did: str) -> None:
     settings = get_settings()
-    fresh = requests.start(_redis(), did)
+    fresh = requests.start(app_redis(), did)
     try:
         outcome = resolve_and_store(session_scope, _resolver(), did, fresh, settings.avatar_cdn)
     except Unreachable as exc:
         if fresh:  # the next try must not trust a cache the identity event made stale
-            requests.claim(_redis(), [did], refresh=True)
+            requests.claim(app_redis(), [did], refresh=True)
         log.warning("identity %s: resolution unreachable, handle kept: %s", did, exc)
         raise dramatiq.Retry(str(exc)) from None
-    try_publish(_redis(), outcome.events)
+    try_publish(app_redis(), outcome.events)
     if outcome.verdict is not None:
         log.log(logging.INFO if outcome.change.changed else logging.DEBUG, "identity %s: %s (%s)",
                 did, outcome.verdict.handle or "no verified handle", outcome.verdict.reason)
     if outcome.released:
         request(outcome.released)
-    for again in requests.finish(_redis(), did):
+    for again in requests.finish(app_redis(), did):
         resolve.send(again)
 
 
@@ -83,7 +79,7 @@ def gave_up(message: dict, retry_info: dict) -> None:
     with session_scope() as session:
         mark_checked(session, did)
     log.warning("identity %s: still unreachable after %s retries; handle kept", did, retry_info.get("retries"))
-    for again in requests.finish(_redis(), did):
+    for again in requests.finish(app_redis(), did):
         resolve.send(again)
 
 

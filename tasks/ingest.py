@@ -30,7 +30,6 @@
   catch up by refetching.
 """
 
-import functools
 import logging
 import threading
 
@@ -45,6 +44,7 @@ from services.ingest import drain_parked, ingest_batch
 from services.realtime import collect_events, try_publish
 
 from . import backfill, classify, identity, notify
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,6 @@ log = logging.getLogger(__name__)
 #: commit order (post_updated carries absolute counts: an older one published last would win).
 #: Batches are serialized by a row lock anyway, so this costs no throughput.
 _commit_then_publish = threading.Lock()
-
-
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
 
 
 @dramatiq.actor(queue_name="ingest", actor_name="ingest.apply_batch", max_retries=500,
@@ -90,7 +85,7 @@ def _apply_then_announce(apply):
             outcome = apply(session, settings)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
             new_posts = post_ids_of(session, outcome.indexed_posts)
-        try_publish(_redis(), events)
+        try_publish(app_redis(), events)
     _announce(outcome.changes)
     _request_identity(outcome.changes)
     _request_classification(new_posts)

@@ -13,11 +13,9 @@
   and not retried, as in ``tasks/ingest.py``, so the pushes still go out.
 """
 
-import functools
 import logging
 
 import dramatiq
-import redis
 
 from cannect.config import get_settings
 from services.db import session_scope
@@ -25,13 +23,9 @@ from services.notifications import fanout
 from services.realtime import try_publish
 
 from . import push
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
 
 
 @dramatiq.actor(queue_name="notify", actor_name="notify.fan_out", max_retries=5, min_backoff=500,
@@ -39,7 +33,7 @@ def _redis() -> redis.Redis:
 def fan_out(notification_ids: list[int]) -> None:
     with session_scope() as session:
         announcement = fanout.fan_out(session, notification_ids, get_settings().avatar_cdn)
-    try_publish(_redis(), fanout.first_time(_redis(), announcement))
+    try_publish(app_redis(), fanout.first_time(app_redis(), announcement))
     push.enqueue_notifications(announcement.pushes)
     log.debug("notify: %d notifications, %d live events, %d pushes", len(notification_ids),
               len(announcement.events), len(announcement.pushes))

@@ -27,12 +27,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
-import redis
 
 from cannect.config import DatabaseSettings, get_settings, load_settings
 from services.db import make_engine, session_scope
 from services.outbound import GuardedClient
 from services.push import delivery, stats, subscriptions
+
+from .broker import app_redis
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,6 @@ RETRIES = dict(max_retries=get_settings().push_max_retries, min_backoff=5_000, m
 BATCH_RETRIES = dict(max_retries=20, min_backoff=1_000, max_backoff=60_000, time_limit=10 * 60_000)
 #: When a push that failed in a batch is tried again, if its push service did not say.
 FIRST_RETRY_MS = 5_000
-
-
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=5)
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,9 +79,9 @@ def _send_all(http, settings, pushes):
 def _deliver(prepare) -> list[delivery.Outcome] | None:
     settings = get_settings()
     if not settings.vapid_private_key:
-        stats.record(_redis(), "skipped", "push_not_configured")
+        stats.record(app_redis(), "skipped", "push_not_configured")
         return None
-    return delivery.deliver(_connection, _redis(), _http(), settings, prepare, _send_all)
+    return delivery.deliver(_connection, app_redis(), _http(), settings, prepare, _send_all)
 
 
 def _raise_retry(outcomes) -> None:
@@ -99,7 +95,7 @@ def _raise_retry(outcomes) -> None:
 def _retry_alone(actor, args, outcome: delivery.Outcome) -> None:
     """A push that failed transiently in a batch: a message of its own, its first attempt spent."""
     if RETRIES["max_retries"] < 1:
-        stats.record_give_up(_redis(), outcome.reason, subscription=args[0],
+        stats.record_give_up(app_redis(), outcome.reason, subscription=args[0],
                              push=f"b{args[1]['id']}" if isinstance(args[1], dict) else f"n{args[1]}", attempts=1)
         return
     delay = FIRST_RETRY_MS if outcome.retry_after is None else int(outcome.retry_after * 1000)
@@ -161,7 +157,7 @@ def gave_up(message: dict, retries: dict) -> None:
     reason = reason.rsplit("push answered ", 1)[-1] if "push answered " in reason else "error"
     args = message.get("args") or [None, None]
     what = f"b{args[1].get('id')}" if isinstance(args[1], dict) else f"n{args[1]}"
-    stats.record_give_up(_redis(), reason, subscription=args[0], push=what, attempts=retries.get("retries", 0) + 1)
+    stats.record_give_up(app_redis(), reason, subscription=args[0], push=what, attempts=retries.get("retries", 0) + 1)
     log.warning("push %s to subscription %s given up after %s attempts (%s)", what, args[0],
                 retries.get("retries", 0) + 1, reason)
 

@@ -360,9 +360,9 @@ def test_the_flush_actor_and_its_schedule(b2b):
     _, key = create(b2b)
     call(b2b, USAGE, key)
     b2b.application.extensions["b2b_gate"].push_usage()
-    b2b_tasks._redis.cache_clear()
+    b2b_tasks.app_redis.cache_clear()
     b2b_tasks.flush_usage.fn()
-    b2b_tasks._redis.cache_clear()
+    b2b_tasks.app_redis.cache_clear()
     assert len(usage_rows()) == 1
 
 

@@ -80,10 +80,10 @@ class Pipeline:
             self.redis.connection_pool.connection_kwargs["db"]
 
     def clear(self) -> None:
-        from tasks import classify, ingest
+        from tasks import broker, classify
 
-        for cached in (get_settings, db.get_engine, db._session_factory, classify._redis,
-                       classify._build_classifier, ingest._redis):
+        for cached in (get_settings, db.get_engine, db._session_factory, broker.app_redis,
+                       classify._build_classifier):
             cached.cache_clear()
 
     @property

@@ -380,9 +380,9 @@ def task_env(monkeypatch, world, db_url, redis_url):
     import tasks
     from tasks import identity as identity_tasks
     from tasks import ingest as ingest_tasks
+    from tasks.broker import app_redis
 
-    caches = (get_settings, db.get_engine, db._session_factory, identity_tasks._redis, identity_tasks._resolver,
-              ingest_tasks._redis)
+    caches = (get_settings, db.get_engine, db._session_factory, app_redis, identity_tasks._resolver)
     for cached in caches:
         cached.cache_clear()
     assert tasks.broker.client.connection_pool.connection_kwargs["db"] == redis_lib.Redis.from_url(
