@@ -80,9 +80,10 @@ class Pipeline:
             self.redis.connection_pool.connection_kwargs["db"]
 
     def clear(self) -> None:
-        from tasks import broker, classify
+        from tasks import classify
+        from tasks.broker import app_redis
 
-        for cached in (get_settings, db.get_engine, db._session_factory, broker.app_redis,
+        for cached in (get_settings, db.get_engine, db._session_factory, app_redis,
                        classify._build_classifier):
             cached.cache_clear()
 
