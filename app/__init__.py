@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or get_settings()
     if not settings.jwt_secret:
         raise ConfigError("Invalid configuration:\n  JWT_SECRET: is not set (the web process signs sessions with it)")
-    from . import errors, extensions, health, metrics, request_guards, ws
+    from . import errors, extensions, health, metrics, read_cache, request_guards, ws
     from .admin import ADMIN_SCHEME, ADMIN_TOKEN_HEADER
     from .api import register_api
     from .api.v1 import register_b2b_api
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     metrics.init_app(app)
     app.register_api(health.api)
     ws.init_app(app, settings)
+    read_cache.init_app(app, settings)
     register_api(app)
     register_b2b_api(app)  # its API-key check must run before request_guards' hook
     request_guards.init_app(app, settings.max_request_bytes)  # reads the finished OpenAPI document

@@ -56,7 +56,9 @@ def init_app(app: Flask, settings) -> None:
     CORS(app, origins=list(settings.cors_origins), supports_credentials=False,
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
          allow_headers=["Authorization", "Content-Type"], max_age=600)
-    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_STRATEGY="fixed-window",
+    from . import ratelimit_storage  # noqa: F401  (registers cannect+redis://: headers without extra round trips)
+
+    app.config.update(RATELIMIT_STORAGE_URI="cannect+" + settings.redis_url, RATELIMIT_STRATEGY="fixed-window",
                       RATELIMIT_STORAGE_OPTIONS={"connection_pool": pool})
     limiter.init_app(app)
 

@@ -68,6 +68,9 @@ class Hub:
         self.last_id: tuple[int, int] | None = None
         self.read_errors = 0
         self.healthy = True
+        #: This process's read cache (services/read_cache.py), set by app/read_cache.py: every
+        #: event is applied to it before the event counts as read.
+        self.cache = None
 
     # -- sockets -------------------------------------------------------------------------
 
@@ -125,9 +128,14 @@ class Hub:
                 "reader": {"running": bool(self._reader and self._reader.is_alive()), "healthy": self.healthy,
                            "last_id": realtime.format_id(self.last_id) if self.last_id else None,
                            "read_errors": self.read_errors},
+                "read_cache": self.cache.stats() if self.cache is not None else None,
                 "pid": os.getpid()}
 
     # -- the reader ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reader now (the read cache needs it before any socket opens)."""
+        self._ensure_reader()
 
     def _ensure_reader(self) -> None:
         if self._reader is not None and self._reader.is_alive() and self._pid == os.getpid():
@@ -139,6 +147,8 @@ class Hub:
             # Start from the stream's end as it is now, before any socket listens: a socket that
             # registers next cannot miss an event added after this point.
             self.last_id = realtime.last_id(self.redis)
+            if self.cache is not None:
+                self.cache.enable()
             self._reader = threading.Thread(target=self._run, name="cannect-realtime-reader", daemon=True)
             self._reader.start()
 
@@ -151,12 +161,17 @@ class Hub:
                 deliveries = realtime.read_new(client, self.last_id, BLOCK_MS, READ_COUNT)
                 if not self.healthy:
                     self._recover(client)
+                elif self.cache is not None and len(deliveries) == READ_COUNT:
+                    self._check_trimmed(client)
                 for delivery in deliveries:
+                    self._invalidate(delivery)
                     self._fan_out(delivery)
                     self.last_id = delivery.id
                 backoff = 0.5
             except Exception:  # Redis away or the stream damaged: keep trying, never die
                 self.read_errors += 1
+                if self.cache is not None:
+                    self.cache.disable()  # events may be missed: no cached answer until we read again
                 if self.healthy:
                     log.warning("realtime: reading the stream failed; retrying", exc_info=True)
                 self.healthy = False
@@ -166,6 +181,8 @@ class Hub:
     def _recover(self, client: redis.Redis) -> None:
         """After an outage: if the stream was trimmed past our position, events were lost."""
         oldest = realtime.oldest_id(client)
+        if self.cache is not None:
+            self.cache.enable()  # flushed: what happened during the outage is read from the database
         self.healthy = True
         if oldest is not None and oldest > self.last_id and self.last_id != (0, 0):
             log.warning("realtime: events were trimmed during an outage; asking clients to resync")
@@ -173,6 +190,22 @@ class Hub:
                 listeners = list(self._listeners)
             for listener in listeners:
                 listener.resync("events_lost")
+
+    def _check_trimmed(self, client: redis.Redis) -> None:
+        """Far behind: if the stream was trimmed past our position, the cache missed events."""
+        oldest = realtime.oldest_id(client)
+        if oldest is not None and oldest > self.last_id and self.last_id != (0, 0):
+            log.warning("realtime: the reader fell behind the stream's history; flushing the read cache")
+            self.cache.flush()
+
+    def _invalidate(self, delivery: Delivery) -> None:
+        if self.cache is None:
+            return
+        try:
+            self.cache.apply(delivery.type, delivery.key, delivery.text)
+        except Exception:  # an event it cannot read: forget everything rather than guess
+            log.exception("read cache: event %s not understood; flushing", delivery.type)
+            self.cache.flush()
 
     def _fan_out(self, delivery: Delivery) -> None:
         with self._lock:

@@ -11,15 +11,18 @@ Then it starts the web app under gunicorn (``cannect/gunicorn_conf.py`` as deplo
 its worker class; ``WEB_WORKER_CLASS=gthread`` etc. pass through) and, per endpoint, runs
 ``--clients`` concurrent keep-alive clients (asyncio + httpx) for ``--seconds``, and one client
 for a few seconds (the latency without queueing). With the web app stopped, it then runs the
-SQL statements that the same requests execute (recorded from the app in-process), bare
-through psycopg with as many connections, each request's statements in one transaction.
-API/bare is what the HTTP layer, the framework, hydration to JSON and the HTTP client cost.
-Rate limits stay on (set very high), as their Redis round trips are part of every request.
+SQL statements that the same requests execute (recorded from the app in-process, where the read
+cache is never used), bare through psycopg with as many connections, each request's statements
+in one transaction. API/bare is what the HTTP layer, the framework, hydration to JSON and the
+HTTP client cost. The API is measured twice in the same run, with the web process's read cache
+(``READ_CACHE``, services/read_cache.py) on and off; each side in two halves, in the order on,
+off, bare, bare, off, on, so that a load that drifts (a shared machine) weighs on all alike. Rate limits stay on (set very high), as
+their Redis round trips are part of every request.
 
 Uses DATABASE_URL / REDIS_URL when set, else embedded servers (under .cannect/, ignored by
 git); creates its own database and drops it at the end (``--keep`` keeps it, ``--reuse URL``
 measures a kept one again without rebuilding). Usage:
-    python bench/api.py [--posts 1000000] [--clients 64] [--seconds 10] [--explain] [--keep]
+    python bench/api.py [--posts 1000000] [--clients 64] [--seconds 10] [--explain] [--keep] [--cache on,off]
 """
 
 from __future__ import annotations
@@ -306,7 +309,18 @@ def summary(latencies: list[float], elapsed: float) -> dict:
 
     def pct(p):
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")
-    return {"rps": len(ordered) / elapsed, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "n": len(ordered)}
+    return {"rps": len(ordered) / elapsed, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "n": len(ordered),
+            "latencies": latencies, "elapsed": elapsed}
+
+
+def merge(parts: list[dict]) -> dict:
+    """One summary of several measured slices of the same side and endpoint."""
+    merged = summary([x for part in parts for x in part["latencies"]], sum(part["elapsed"] for part in parts))
+    merged["errors"] = {}
+    for part in parts:
+        for name, count in part.get("errors", {}).items():
+            merged["errors"][name] = merged["errors"].get(name, 0) + count
+    return merged
 
 
 async def load_api(base: str, urls: list[str], headers: dict, clients: int, seconds: float) -> dict:
@@ -400,6 +414,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of every recorded statement")
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     parser.add_argument("--reuse", metavar="URL", help="measure a database kept by --keep (not dropped)")
+    parser.add_argument("--cache", default="on,off", help="read cache settings to measure, in this order (on,off)")
     args = parser.parse_args()
     viewer = 10  # a member (every tenth account is one)
 
@@ -437,24 +452,34 @@ def main() -> None:
         if args.explain:
             explain(url, recordings)
 
-        api, alone = {}, {}
+        # Each side is measured in two halves, in the order on, off, bare, bare, off, on: the
+        # machine's load drifts (other processes), and a drift that is linear in time then
+        # costs every side the same.
+        modes = [mode.strip() for mode in args.cache.split(",") if mode.strip()]
+        order = modes + ["bare", "bare"] + modes[::-1]
+        parts = {side: {label: [] for label, _, _ in plan} for side in modes + ["bare"]}
+        alone_parts = {mode: {label: [] for label, _, _ in plan} for mode in modes}
+        half = args.seconds / 2
         with tempfile.TemporaryDirectory() as logs:
-            web = Web(env, Path(logs) / "web.log")
-            port = web.port
-            for label, urls, signed_in in plan:
-                headers = {"Authorization": f"Bearer {token}"} if signed_in else {}
-                base = f"http://127.0.0.1:{port}"
-                alone[label] = asyncio.run(load_api(base, urls, headers, 1, min(args.seconds, 3.0)))
-                api[label] = asyncio.run(load_api(base, urls, headers, args.clients, args.seconds))
-                print(f"  measured {label} through the API", flush=True)
-            web.stop()  # its pooled connections would count against max_connections below
-            web = None
-        rows = []
-        for label, _, _ in plan:
-            rows.append((label, api[label], asyncio.run(load_bare(url, recordings[label], args.clients, args.seconds)),
-                         alone[label]))
-            print(f"  measured {label} bare", flush=True)
-        report(args, facts, worker_description(env), rows)
+            for side in order:
+                if side == "bare":
+                    for label, _, _ in plan:
+                        parts["bare"][label].append(asyncio.run(load_bare(url, recordings[label], args.clients, half)))
+                    print("  measured bare SQL", flush=True)
+                    continue
+                web = Web(dict(env, READ_CACHE="true" if side == "on" else "false"), Path(logs) / f"web-{side}.log")
+                base = f"http://127.0.0.1:{web.port}"
+                for label, urls, signed_in in plan:
+                    headers = {"Authorization": f"Bearer {token}"} if signed_in else {}
+                    alone_parts[side][label].append(asyncio.run(load_api(base, urls, headers, 1, min(half, 2.0))))
+                    parts[side][label].append(asyncio.run(load_api(base, urls, headers, args.clients, half)))
+                print(f"  measured the API, cache {side}", flush=True)
+                web.stop()  # its pooled connections would count against max_connections of the bare side
+                web = None
+        api = {mode: {label: merge(parts[mode][label]) for label, _, _ in plan} for mode in modes}
+        alone = {mode: {label: merge(alone_parts[mode][label]) for label, _, _ in plan} for mode in modes}
+        bare = {label: merge(parts["bare"][label]) for label, _, _ in plan}
+        report(args, facts, worker_description(env), plan, modes, api, bare, alone)
     finally:
         if web is not None:
             web.stop()
@@ -476,34 +501,44 @@ def database_facts(url: str) -> dict:
             "profiles": counts[0], "members": counts[1], "likes": counts[2], "follows": counts[3]}
 
 
-def report(args, facts: dict, workers: str, rows: list) -> None:
+def report(args, facts: dict, workers: str, plan: list, modes: list[str], api: dict, bare: dict, alone: dict) -> None:
     f = facts
     print(f"\nread API benchmark: {f['posts']:,} posts ({f['tagged'] / f['posts']:.0%} tagged, "
           f"{f['member_posts'] / f['posts']:.0%} by members, {f['replies'] / f['posts']:.0%} replies, "
           f"busiest thread {f['max_replies']} direct replies), {f['profiles']:,} profiles ({f['members']:,} members), "
           f"{f['likes']:,} likes, {f['follows']:,} follows")
-    print(f"{workers}; {args.clients} concurrent clients, {args.seconds:g} s per endpoint and side, "
+    print(f"{workers}; {args.clients} concurrent clients, {args.seconds:g} s per endpoint and side (two halves, "
+          f"in the order {', '.join(modes)}, bare, bare, {', '.join(modes[::-1])}), "
           f"{os.cpu_count()} cores shared by the clients, the web workers and PostgreSQL\n")
-    head = (f"{'':<16}{'--- API, ' + str(args.clients) + ' clients ---':^34}   {'--- bare SQL ---':^34}   "
-            f"{'':>8}   {'-- API, 1 client --':^19}")
-    cols = f"{'req/s':>10}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
-    print(head)
-    print(f"{'endpoint':<16}{cols}   {cols}   {'API/bare':>8}   {'p50 ms':>9}{'p95 ms':>10}")
-    print("-" * len(head))
-    for label, api, bare, alone in rows:
-        line = (f"{label:<16}{api['rps']:>10,.0f}{api['p50']:>8.1f}{api['p95']:>8.1f}{api['p99']:>8.1f}   "
-                f"{bare['rps']:>10,.0f}{bare['p50']:>8.1f}{bare['p95']:>8.1f}{bare['p99']:>8.1f}   "
-                f"{api['rps'] / bare['rps']:>8.0%}   {alone['p50']:>9.1f}{alone['p95']:>10.1f}")
-        errors = {**api["errors"], **alone["errors"]}
+    cols = f"{'req/s':>8}{'p50':>7}{'p95':>7}{'p99':>7}"
+    sides = [(f"API, cache {mode}", api[mode]) for mode in modes] + [("bare SQL", bare)]
+    print(f"{'':<16}" + "".join(f"{'--- ' + name + ' ---':^29}   " for name, _ in sides)
+          + "".join(f"{'/bare ' + mode:>10}" for mode in modes)
+          + "".join(f"{'1 client p95 ' + mode:>17}" for mode in modes))
+    print(f"{'endpoint':<16}" + "".join(cols + "   " for _ in sides) + "    (req/s ratio; ms)")
+    print("-" * (16 + 32 * len(sides) + 27 * len(modes)))
+    for label, _, _ in plan:
+        line = f"{label:<16}"
+        for _, side in sides:
+            r = side[label]
+            line += f"{r['rps']:>8,.0f}{r['p50']:>7.1f}{r['p95']:>7.1f}{r['p99']:>7.1f}   "
+        line += "".join(f"{api[mode][label]['rps'] / bare[label]['rps']:>10.0%}" for mode in modes)
+        line += "".join(f"{alone[mode][label]['p95']:>17.1f}" for mode in modes)
+        errors = {f"{mode}:{k}": v for mode in modes for k, v in {**api[mode][label]["errors"],
+                                                                   **alone[mode][label]["errors"]}.items()}
         if errors:
             line += f"   errors: {errors}"
         print(line)
-    ratios = [api["rps"] / bare["rps"] for _, api, bare, _ in rows]
-    feeds = [(api, alone) for label, api, _, alone in rows if label.startswith("feed")]
-    print(f"\nAPI/bare throughput: median {statistics.median(ratios):.0%} (goal >= 50%). Feeds p95: "
-          f"{max(a['p95'] for a, _ in feeds):.1f} ms at worst with {args.clients} clients, "
-          f"{max(b['p95'] for _, b in feeds):.1f} ms with one (goal < 20 ms).")
-
+    for mode in modes:
+        ratios = [api[mode][label]["rps"] / bare[label]["rps"] for label, _, _ in plan]
+        worst = max(alone[mode][label]["p95"] for label, _, _ in plan)
+        print(f"cache {mode}: API/bare throughput median {statistics.median(ratios):.0%} "
+              f"(min {min(ratios):.0%}, max {max(ratios):.0%}; goal >= 100%), one-client p95 at worst "
+              f"{worst:.1f} ms (goal < 10 ms)")
+    if "on" in modes and "off" in modes:
+        gains = [api["on"][label]["rps"] / api["off"][label]["rps"] for label, _, _ in plan]
+        print(f"cache on/off throughput: median {statistics.median(gains):.2f}x "
+              f"(min {min(gains):.2f}x, max {max(gains):.2f}x)")
 
 if __name__ == "__main__":
     main()

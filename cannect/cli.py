@@ -160,6 +160,7 @@ def members_add(did, handle):
             click.echo(f"member {profile.did} ({profile.handle or 'no handle'})")
     except InvalidMember as exc:
         raise click.BadParameter(str(exc)) from None
+    _announce_profile_change(profile.did)
     if jobs:  # after the commit: their follows and recent posts (queue backfill)
         from tasks.backfill import start_jobs
 
@@ -177,6 +178,17 @@ def members_remove(did):
 
     with session_scope() as session:
         click.echo("removed" if remove_member(session, did) else "not a member")
+    _announce_profile_change(did)
+
+
+def _announce_profile_change(did: str) -> None:
+    """After the commit: the web processes' read caches drop the profile (services/read_cache.py)."""
+    import redis
+
+    from cannect.config import get_settings
+    from services.realtime import read_changed_event, try_publish
+
+    try_publish(redis.Redis.from_url(get_settings().redis_url), read_changed_event(profiles=[did]))
 
 
 @members.command("list")

@@ -8,6 +8,7 @@ variable, instead of failing later somewhere deep in a worker.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -178,6 +179,11 @@ class Settings(DatabaseSettings):
     # client sending ADMIN_TOKEN in the X-Admin-Token header.
     admin_dids: Annotated[tuple[str, ...], NoDecode] = ()
     admin_token: str | None = Field(default=None, min_length=32)
+    # Admin pages (/admin, app/admin_pages): a signed-in session ends after this many seconds
+    # without a request (and at most 12 hours after sign-in); wrong ADMIN_TOKENs accepted per
+    # client IP per 15 minutes before the sign-in form answers 429.
+    admin_session_idle_seconds: int = Field(default=1800, ge=60, le=43_200)
+    admin_signin_failures: int = Field(default=10, ge=1, le=10_000)
     # B2B API (/api/v1, services/b2b): seconds a rotated key keeps working by default; failed
     # API-key authentications allowed per client IP per minute (then 429).
     b2b_key_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
@@ -185,6 +191,19 @@ class Settings(DatabaseSettings):
     # B2B answers cached until their job runs again: how often (seconds) a web process asks
     # intelligence_runs whether it did (0: at every request).
     b2b_cache_check_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Read cache of each web process (services/read_cache.py): post and profile views and first
+    # pages, dropped by the realtime events that change them. Off: every read goes to PostgreSQL.
+    # Entries at most (oldest dropped first); seconds an entry is kept at most (a bound for
+    # changes nobody announces).
+    read_cache: bool = True
+    read_cache_max_entries: int = Field(default=50_000, ge=100, le=10_000_000)
+    read_cache_max_age_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Client dashboard (/dashboard, app/dashboard): a signed-in session ends after this many seconds
+    # without a request (and at most DASHBOARD_SESSION_MAX_SECONDS after sign-in); sign-in
+    # attempts allowed per client IP per minute (then 429).
+    dashboard_session_idle_seconds: int = Field(default=1800, ge=60, le=43_200)
+    dashboard_session_max_seconds: int = Field(default=43_200, ge=300, le=7 * 86400)
+    dashboard_signin_per_minute: int = Field(default=10, ge=1, le=10_000)
     port: int = Field(default=3000, ge=1, le=65535)
 
     # Identity verification (services/identity): DID documents of did:plc come from the PLC
@@ -229,6 +248,10 @@ class Settings(DatabaseSettings):
     # Tests only: origins (scheme://host:port) backfill may call although they are not https
     # or not public addresses. Empty in production.
     backfill_insecure_test_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Admin job legacy_import (services/backfill/legacy.py) reads SQLite files inside this
+    # directory only (relative paths are taken from it; symlinks out of it are refused), so
+    # an admin request cannot make the server read any other file it can open.
+    legacy_import_dir: str = "data/imports"
 
     # /ws limits (app/ws.py): sockets per client IP in one web process, client messages per
     # second per socket (and the burst allowed), the largest client message, posts one socket
@@ -243,11 +266,42 @@ class Settings(DatabaseSettings):
     ws_ip_replays_per_minute: int = Field(default=120, ge=1, le=100_000)
     ws_replay_max_events: int = Field(default=5000, ge=100, le=50_000)
 
+    # Scheduled email reports (services/reports, queue ``reports``): the SMTP server as a URL
+    # (smtp://user:pass@host:587 with STARTTLS, smtp://host:25?starttls=false for a local relay,
+    # smtps://user:pass@host:465 for TLS from the first byte; unset: reports are not sent), the
+    # From address, and the UTC hour after which the daily (and, on Mondays, the weekly) report
+    # of the period just ended is sent.
+    smtp_url: str | None = None
+    reports_from: str = "Cannect Reports <reports@cannect.space>"
+    reports_hour_utc: int = Field(default=6, ge=0, le=23)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _smtp_url(cls, value):
+        if isinstance(value, str) and not value.strip():
+            return None
+        if value is not None:
+            parse_smtp_url(value)
+        return value
+
+    @field_validator("reports_from")
+    @classmethod
+    def _reports_from(cls, value: str) -> str:
+        from email.headerregistry import HeaderRegistry
+
+        try:
+            addresses = HeaderRegistry()("from", value).addresses
+        except Exception:  # the parser raises several kinds on garbage
+            addresses = ()
+        if "\r" in value or "\n" in value or len(addresses) != 1 or "." not in addresses[0].domain:
+            raise ValueError("must be one email address, optionally with a name: Cannect <reports@example.com>")
         return value
 
     @field_validator("jetstream_url")
@@ -409,6 +463,67 @@ def parse_nameserver(value: str) -> tuple[str, int]:
     if not 0 < number < 65536:
         raise ValueError(value)
     return host, number
+
+
+class SmtpServer(NamedTuple):
+    """``SMTP_URL`` taken apart (the password is left out of the repr: it is a provider's API key)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: Literal["starttls", "implicit", "none"]
+    timeout: float
+
+    def __repr__(self) -> str:
+        return f"SmtpServer({self.host}:{self.port}, tls={self.tls}, user={self.username!r})"
+
+
+_SMTP_PORTS = {"smtp": 587, "smtps": 465}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_smtp_url(value: str) -> SmtpServer:
+    """``smtp://[user:pass@]host[:port][?starttls=true|false&timeout=S]`` or
+    ``smtps://[user:pass@]host[:port][?timeout=S]`` -> SmtpServer; ValueError says what is wrong
+    (never repeating the password). Resend: ``smtps://resend:KEY@smtp.resend.com:465``;
+    SendGrid: ``smtp://apikey:KEY@smtp.sendgrid.net:587``; user and password percent-encoded."""
+    from urllib.parse import parse_qsl, unquote
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in _SMTP_PORTS:
+        raise ValueError("must be an smtp:// or smtps:// URL such as smtp://user:password@smtp.example.com:587")
+    try:
+        host, port = parts.hostname, parts.port or _SMTP_PORTS[parts.scheme]
+    except ValueError:
+        raise ValueError("has a bad port (smtp://host:587)") from None
+    if not host:
+        raise ValueError("names no host (smtp://user:password@smtp.example.com:587)")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("takes no path: smtp://user:password@host:port?starttls=true")
+    if (parts.username is None) != (parts.password is None) or parts.username == "":
+        raise ValueError("needs both a user and a password (user:password@host), or neither")
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(options) - {"starttls", "timeout"})
+    if unknown:
+        raise ValueError(f"has unknown options {', '.join(unknown)}: only starttls=true|false and timeout=seconds")
+    tls: Literal["starttls", "implicit", "none"] = "implicit" if parts.scheme == "smtps" else "starttls"
+    if "starttls" in options:
+        flag = options["starttls"].lower()
+        if flag not in _TRUE + _FALSE:
+            raise ValueError("starttls must be true or false")
+        if parts.scheme == "smtps":
+            raise ValueError("smtps:// is TLS from the first byte: starttls applies to smtp:// only")
+        tls = "starttls" if flag in _TRUE else "none"
+    try:
+        timeout = float(options.get("timeout", 30))
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 600:
+        raise ValueError("timeout must be seconds between 0 and 600")
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return SmtpServer(host, port, username, password, tls, timeout)
 
 
 def load_settings(cls: type[DatabaseSettings] = None, **overrides) -> Settings:

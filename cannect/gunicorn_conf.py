@@ -60,6 +60,10 @@ def post_worker_init(worker):
     """
     gc.collect()
     gc.freeze()
+    if hasattr(worker.wsgi, "extensions"):  # the read cache starts with the realtime reader
+        from app import read_cache
+
+        read_cache.start(worker.wsgi)
 
     def watch():
         while worker.alive:

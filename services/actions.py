@@ -42,7 +42,7 @@ from services.jetstream import (
     parse_event,
 )
 from services.pds import PdsError
-from services.realtime import collect_events
+from services.realtime import collect_events, read_changed_events
 from services.views import post_views, profile_views
 
 #: The post lexicon's limits (app.bsky.feed.post#text): UTF-8 bytes and graphemes.
@@ -248,6 +248,7 @@ def _index(session: Session, settings, did: str, commit: dict) -> list[Changes]:
     lock_index(session)
     changes = apply_events(session, [event], frozenset(settings.cannabis_tags))
     session.info.setdefault(REALTIME_EVENTS, []).extend(collect_events(session, changes, settings.avatar_cdn))
+    session.info[REALTIME_EVENTS].extend(read_changed_events(changes))
     session.info.setdefault(NEW_NOTIFICATIONS, []).extend(nid for c in changes for nid in c.notification_ids)
     for account, member in sorted({a: m for c in changes for a, m in c.newly_covered.items()}.items()):
         job_id = request_account_backfill(session, account, member)  # its recent posts, after the commit

@@ -46,10 +46,19 @@ AFTER_OLDEST_FIRST = "AND sort_at >= :after_sort_at AND (sort_at > :after_sort_a
 
 
 def post_page(session: Session, query: str, params: dict, limit: int, cursor: str | None,
-              viewer: str | None, cdn: str, oldest_first: bool = False) -> tuple[list[dict], str | None]:
+              viewer: str | None, cdn: str, oldest_first: bool = False, cache=None,
+              cache_key: tuple | None = None) -> tuple[list[dict], str | None]:
     """One page of the posts ``query`` selects, hydrated, newest first (or oldest first, as
-    replies are read). Raises InvalidCursor for a cursor this API did not give."""
-    return hydrate_page(session, page_keys(session, query, params, limit, cursor, oldest_first), limit, viewer, cdn)
+    replies are read). Raises InvalidCursor for a cursor this API did not give.
+
+    With a read cache, views come from it, and so does a first page named by ``cache_key``
+    (``services.read_cache``: the cache drops it when a post enters or leaves it)."""
+    if cache is not None and cache_key is not None and cursor is None:
+        rows = cache.first_page(cache_key, lambda n: page_keys(session, query, params, n, None, oldest_first))
+        rows = rows[:limit + 1]
+    else:
+        rows = page_keys(session, query, params, limit, cursor, oldest_first)
+    return hydrate_page(session, rows, limit, viewer, cdn, cache)
 
 
 def page_keys(session: Session, query: str, params: dict, limit: int, cursor: str | None,
@@ -69,20 +78,22 @@ def page_keys(session: Session, query: str, params: dict, limit: int, cursor: st
     return session.execute(text(f"{query.format(after=after)} ORDER BY {order} LIMIT :limit"), params).all()
 
 
-def hydrate_page(session: Session, rows: list, limit: int, viewer: str | None, cdn: str) -> tuple[list[dict], str | None]:
+def hydrate_page(session: Session, rows: list, limit: int, viewer: str | None, cdn: str,
+                 cache=None) -> tuple[list[dict], str | None]:
     """The views of the page's posts and the cursor of the next page (None on the last)."""
     rows, next_cursor = page(rows, limit, lambda row: (row.sort_at, row.cid))
-    return post_views(session, [row.uri for row in rows], viewer, cdn), next_cursor
+    return post_views(session, [row.uri for row in rows], viewer, cdn, cache), next_cursor
 
 
-def global_feed(session: Session, limit: int, cursor: str | None, viewer: str | None, cdn: str):
-    return post_page(session, GLOBAL, {}, limit, cursor, viewer, cdn)
+def global_feed(session: Session, limit: int, cursor: str | None, viewer: str | None, cdn: str, cache=None):
+    return post_page(session, GLOBAL, {}, limit, cursor, viewer, cdn, cache=cache, cache_key=("f", "global"))
 
 
-def local_feed(session: Session, limit: int, cursor: str | None, viewer: str | None, cdn: str):
-    return post_page(session, LOCAL, {}, limit, cursor, viewer, cdn)
+def local_feed(session: Session, limit: int, cursor: str | None, viewer: str | None, cdn: str, cache=None):
+    return post_page(session, LOCAL, {}, limit, cursor, viewer, cdn, cache=cache, cache_key=("f", "local"))
 
 
-def following_feed(session: Session, viewer: str, limit: int, cursor: str | None, cdn: str):
-    return post_page(session, FOLLOWING, {"viewer": viewer}, limit, cursor, viewer, cdn)
+def following_feed(session: Session, viewer: str, limit: int, cursor: str | None, cdn: str, cache=None):
+    """Its keys are the viewer's own, read each time; the views come from the cache."""
+    return post_page(session, FOLLOWING, {"viewer": viewer}, limit, cursor, viewer, cdn, cache=cache)
 

@@ -38,55 +38,60 @@ _FOLLOWING = """SELECT following_did AS did, created_at, uri FROM follows WHERE 
 _AFTER = "AND created_at <= :after_at AND (created_at < :after_at OR uri < :after_uri)"
 
 
-def resolve_actor(session: Session, actor: str) -> str | None:
-    """The DID of a known account named by handle or DID, else None."""
+def resolve_actor(session: Session, actor: str, cache=None) -> str | None:
+    """The DID of a known account named by handle or DID, else None (from ``cache`` when given)."""
     actor = actor.removeprefix("@")
+    actor = actor if actor.startswith("did:") else actor.lower()
     query = _BY_DID if actor.startswith("did:") else _BY_HANDLE
-    return session.execute(query, {"actor": actor if actor.startswith("did:") else actor.lower()}).scalar()
+
+    def lookup(name: str) -> str | None:
+        return session.execute(query, {"actor": name}).scalar()
+    return cache.resolve(actor, lookup) if cache is not None else lookup(actor)
 
 
-def get_profile(session: Session, actor: str, viewer: str | None, cdn: str) -> dict | None:
-    did = resolve_actor(session, actor)
-    views = profile_views(session, [did], viewer, cdn) if did else []
+def get_profile(session: Session, actor: str, viewer: str | None, cdn: str, cache=None) -> dict | None:
+    did = resolve_actor(session, actor, cache)
+    views = profile_views(session, [did], viewer, cdn, cache) if did else []
     return views[0] if views else None
 
 
 def author_posts(session: Session, actor: str, tab: str, limit: int, cursor: str | None,
-                 viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
+                 viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
     """A page of one profile tab (posts, replies, media), newest first; None for an unknown actor."""
-    did = resolve_actor(session, actor)
+    did = resolve_actor(session, actor, cache)
     if did is None:
         return None
-    return post_page(session, TABS[tab], {"did": did}, limit, cursor, viewer, cdn)
+    return post_page(session, TABS[tab], {"did": did}, limit, cursor, viewer, cdn, cache=cache,
+                     cache_key=("tab", did, tab))
 
 
 def liked_posts(session: Session, actor: str, limit: int, cursor: str | None,
-                viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
+                viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
     """The indexed posts the account liked, newest like first; None for an unknown actor."""
-    did = resolve_actor(session, actor)
+    did = resolve_actor(session, actor, cache)
     if did is None:
         return None
     rows, next_cursor = _record_page(session, _LIKES, did, limit, cursor)
-    return post_views(session, [row.subject_uri for row in rows], viewer, cdn), next_cursor
+    return post_views(session, [row.subject_uri for row in rows], viewer, cdn, cache), next_cursor
 
 
 def followers(session: Session, actor: str, limit: int, cursor: str | None,
-              viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
-    return _follow_list(session, _FOLLOWERS, actor, limit, cursor, viewer, cdn)
+              viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
+    return _follow_list(session, _FOLLOWERS, actor, limit, cursor, viewer, cdn, cache)
 
 
 def following(session: Session, actor: str, limit: int, cursor: str | None,
-              viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
-    return _follow_list(session, _FOLLOWING, actor, limit, cursor, viewer, cdn)
+              viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
+    return _follow_list(session, _FOLLOWING, actor, limit, cursor, viewer, cdn, cache)
 
 
 def _follow_list(session: Session, query: str, actor: str, limit: int, cursor: str | None,
-                 viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
-    did = resolve_actor(session, actor)
+                 viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
+    did = resolve_actor(session, actor, cache)
     if did is None:
         return None
     rows, next_cursor = _record_page(session, query, did, limit, cursor)
-    return profile_views(session, [row.did for row in rows], viewer, cdn), next_cursor
+    return profile_views(session, [row.did for row in rows], viewer, cdn, cache), next_cursor
 
 
 def _record_page(session: Session, query: str, did: str, limit: int, cursor: str | None):

@@ -16,10 +16,15 @@ Events (each gets its stream id as ``id``; routing key in brackets):
 - ``notification {recipient, notification}`` [the recipient's own sockets]
 - ``backfill_progress {member, backfill}`` [the member's own sockets]: their onboarding
   backfill moved (``services.backfill.progress``); the Following feed has more to show
+- ``high_intent_post {post, purchase_intent, ...}`` [``HIGH_INTENT_KEY``]: a post classified with
+  high purchase intent, for the dashboard's live feed sockets (``services/b2b/live.py``)
 - ``session_ended {sessionId}`` [the sockets signed in with that app session]: a control
   event, never sent to a client. Each web process closes those sockets (logout, refresh-token
   reuse, account purge), and publishing it also marks the session's access tokens as refused
   on every endpoint (:func:`services.tokens.revoked_session_key`), in the same transaction.
+- ``read_changed {posts, newPosts, deleted, profiles}`` [``cache:read``, no socket listens]:
+  a control event for the web processes' read caches (``services/read_cache.py``), published
+  with the others of the same commit by ingest, actions, identity and sign-in.
 
 Views are rendered as an anonymous viewer sees them (their ``viewer`` state is empty): one
 event serves every socket.
@@ -50,6 +55,12 @@ STREAM_MAXLEN = 50_000
 #: A reconnecting client further behind than this many events (network-wide) must refetch.
 REPLAY_LIMIT = 5_000
 SESSION_ENDED = "session_ended"
+#: Routing key of ``high_intent_post`` events: the dashboard's live feed (services/b2b/live.py).
+HIGH_INTENT_KEY = "b2b:high-intent"
+#: A control event for the web processes' read caches (services/read_cache.py), never sent to
+#: a client: everything one commit changed that a cached view or first page could show.
+READ_CHANGED = "read_changed"
+READ_CHANGED_KEY = "cache:read"
 
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
@@ -115,6 +126,39 @@ def profile_events(session: Session, dids: Iterable[str], avatar_cdn: str | None
     return [{"type": "profile_updated", "profile": view} for view in views]
 
 
+def read_changed_events(changes_list: list[Changes]) -> list[dict]:
+    """The ``read_changed`` event of these runs (none when they changed nothing a view shows).
+
+    Over-inclusive on purpose: it names every post upserted, counted or deleted, each new post
+    with the feeds it enters, and every profile whose row changed (non-members included).
+    """
+    posts: set[str] = set()
+    deleted: set[str] = set()
+    profiles: set[str] = set()
+    new_posts: dict[str, list[str]] = {}
+    for changes in changes_list:
+        posts.update(changes.post_rows)
+        posts.update(uri for uri, delta in changes.post_deltas.items() if any(delta))
+        deleted.update(changes.deleted_posts)
+        for uri in changes.indexed_posts:
+            row = changes.post_rows.get(uri)
+            feeds = [feed for feed, column in (("global", "has_cannabis_hashtag"), ("local", "is_cannect_user"))
+                     if row is None or row.get(column)]
+            new_posts[uri] = feeds
+        profiles.update(did for did, delta in changes.profile_deltas.items() if any(delta))
+        profiles.update(changes.profile_records)
+        profiles.update(changes.new_profiles)
+        profiles.update(changes.account_statuses)
+    return read_changed_event(posts=posts - set(new_posts), new_posts=new_posts, deleted=deleted, profiles=profiles)
+
+
+def read_changed_event(posts=(), new_posts: dict[str, list[str]] | None = None, deleted=(), profiles=()) -> list[dict]:
+    """``[read_changed]`` naming these posts and profiles, or ``[]`` when it names nothing."""
+    event = {"type": READ_CHANGED, "posts": sorted(posts), "newPosts": sorted((new_posts or {}).items()),
+             "deleted": sorted(deleted), "profiles": sorted(profiles)}
+    return [event] if any(event[name] for name in ("posts", "newPosts", "deleted", "profiles")) else []
+
+
 def notification_event(recipient: str, notification: dict) -> dict:
     """The event that delivers a notification view to its recipient's sockets."""
     return {"type": "notification", "recipient": recipient, "notification": notification}
@@ -167,6 +211,10 @@ def event_key(event: dict) -> str:
         return did_key(event["member"])
     if kind == SESSION_ENDED:
         return session_key(event["sessionId"])
+    if kind == "high_intent_post":
+        return HIGH_INTENT_KEY
+    if kind == READ_CHANGED:
+        return READ_CHANGED_KEY
     raise ValueError(f"unknown realtime event type {kind!r}")
 
 

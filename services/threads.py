@@ -57,7 +57,7 @@ REPLIES = "SELECT uri, sort_at, cid FROM posts WHERE reply_parent_uri = :uri {af
 
 
 def post_thread(session: Session, uri: str, depth: int, parent_height: int,
-                viewer: str | None, cdn: str) -> dict | None:
+                viewer: str | None, cdn: str, cache=None) -> dict | None:
     """The thread around ``uri``, or None when the post is not in the index."""
     chain = _parent_chain(session, uri, parent_height)
     if not chain:
@@ -65,7 +65,7 @@ def post_thread(session: Session, uri: str, depth: int, parent_height: int,
     seen = {row.uri for row in chain}
     replies = _reply_rows(session, uri, depth, seen) if depth > 0 else []
     views = {view["uri"]: view for view in
-             post_views(session, [row.uri for row in chain] + [row.uri for row in replies], viewer, cdn)}
+             post_views(session, [row.uri for row in chain] + [row.uri for row in replies], viewer, cdn, cache)}
     if uri not in views:  # deleted between the statements
         return None
     children = defaultdict(list)
@@ -78,11 +78,11 @@ def post_thread(session: Session, uri: str, depth: int, parent_height: int,
 
 
 def post_replies(session: Session, uri: str, limit: int, cursor: str | None,
-                 viewer: str | None, cdn: str) -> tuple[list[dict], str | None] | None:
+                 viewer: str | None, cdn: str, cache=None) -> tuple[list[dict], str | None] | None:
     """A page of the direct replies to ``uri``, oldest first; None when the post is not indexed."""
     if session.execute(_EXISTS, {"uri": uri}).first() is None:
         return None
-    return post_page(session, REPLIES, {"uri": uri}, limit, cursor, viewer, cdn, oldest_first=True)
+    return post_page(session, REPLIES, {"uri": uri}, limit, cursor, viewer, cdn, oldest_first=True, cache=cache)
 
 
 def _parent_chain(session: Session, uri: str, parent_height: int) -> list:

@@ -41,8 +41,12 @@ def image_url(cdn: str, kind: str, did: str, cid: str | None) -> str | None:
     return f"{cdn}/{kind}/plain/{did}/{cid}@jpeg" if cid else None
 
 
-def post_views(session: Session, uris: list[str], viewer: str | None, cdn: str) -> list[dict]:
-    """Views of the posts that exist, in the order of ``uris`` (deleted ones are left out)."""
+def post_views(session: Session, uris: list[str], viewer: str | None, cdn: str, cache=None) -> list[dict]:
+    """Views of the posts that exist, in the order of ``uris`` (deleted ones are left out).
+
+    With a ``services.read_cache.ReadCache`` (one the caller may use now), from it."""
+    if cache is not None:
+        return cache.post_views(session, uris, viewer)
     if not uris:
         return []
     rows = {row.uri: row for row in session.execute(_POSTS, {"uris": list(uris), "viewer": viewer or ""})}
@@ -73,8 +77,10 @@ def _post_view(row, cdn: str) -> dict:
     return view
 
 
-def profile_views(session: Session, dids: list[str], viewer: str | None, cdn: str) -> list[dict]:
-    """Views of the known profiles, in the order of ``dids``."""
+def profile_views(session: Session, dids: list[str], viewer: str | None, cdn: str, cache=None) -> list[dict]:
+    """Views of the known profiles, in the order of ``dids`` (from ``cache`` when given)."""
+    if cache is not None:
+        return cache.profile_views(session, dids, viewer)
     if not dids:
         return []
     rows = {row.did: row for row in session.execute(_PROFILES, {"dids": list(dids), "viewer": viewer or ""})}

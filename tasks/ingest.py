@@ -41,7 +41,7 @@ from services.backfill import request_account_backfill
 from services.classify.pipeline import post_ids_of
 from services.db import session_scope
 from services.ingest import drain_parked, ingest_batch
-from services.realtime import collect_events, try_publish
+from services.realtime import collect_events, read_changed_events, try_publish
 
 from . import backfill, classify, identity, notify
 from .broker import app_redis
@@ -84,6 +84,7 @@ def _apply_then_announce(apply):
         with session_scope() as session:
             outcome = apply(session, settings)
             events = collect_events(session, outcome.changes, settings.avatar_cdn)
+            events += read_changed_events(outcome.changes)
             new_posts = post_ids_of(session, outcome.indexed_posts)
         try_publish(app_redis(), events)
     _announce(outcome.changes)

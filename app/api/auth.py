@@ -17,10 +17,11 @@ from services import auth
 from services.db import session_scope
 from services.members import NEW_BACKFILL_JOBS
 from services.pds import PdsError, PdsUnavailable
+from services.realtime import read_changed_event, try_publish
 
 from ..auth import BEARER, end_sessions, require_viewer
 from ..errors import ApiError
-from ..extensions import client_ip, limiter, settings
+from ..extensions import client_ip, get_redis, limiter, settings
 from ..schemas import ERRORS, Problem
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def login(body: LoginBody):
     with pds_problems(), session_scope() as session:
         tokens = auth.login(session, settings(), body.identifier, body.password, request.headers.get("User-Agent"))
         jobs = session.info.get(NEW_BACKFILL_JOBS, [])
+    try_publish(get_redis(), read_changed_event(profiles=[tokens.did]))  # it may have just become a member
     if jobs:  # after the commit: a new member's follows and recent posts (queue backfill)
         try:
             from tasks.backfill import start_jobs  # the broker lives with the actors

@@ -15,6 +15,7 @@ from services.pagination import InvalidCursor
 from ..auth import BEARER, OPTIONAL_BEARER, optional_viewer, require_viewer
 from ..errors import ApiError
 from ..extensions import settings
+from ..read_cache import read_cache
 from ..schemas import ERRORS, FeedResponse, PageQuery, Problem
 
 api = APIBlueprint("feeds", __name__, url_prefix="/api", abp_tags=[Tag(name="feeds")])
@@ -38,7 +39,8 @@ def global_feed(query: PageQuery):
     """Posts with a cannabis hashtag, newest first."""
     viewer = optional_viewer()
     with paging_session() as session:
-        posts, cursor = feeds.global_feed(session, query.limit, query.cursor, viewer, settings().avatar_cdn)
+        posts, cursor = feeds.global_feed(session, query.limit, query.cursor, viewer, settings().avatar_cdn,
+                                          read_cache())
     return {"posts": posts, "cursor": cursor}
 
 
@@ -47,7 +49,8 @@ def local_feed(query: PageQuery):
     """Posts of Cannect members, newest first."""
     viewer = optional_viewer()
     with paging_session() as session:
-        posts, cursor = feeds.local_feed(session, query.limit, query.cursor, viewer, settings().avatar_cdn)
+        posts, cursor = feeds.local_feed(session, query.limit, query.cursor, viewer, settings().avatar_cdn,
+                                         read_cache())
     return {"posts": posts, "cursor": cursor}
 
 
@@ -56,5 +59,6 @@ def following_feed(query: PageQuery):
     """Posts of the accounts the signed-in member follows, newest first."""
     viewer = require_viewer()
     with paging_session() as session:
-        posts, cursor = feeds.following_feed(session, viewer, query.limit, query.cursor, settings().avatar_cdn)
+        posts, cursor = feeds.following_feed(session, viewer, query.limit, query.cursor, settings().avatar_cdn,
+                                             read_cache())
     return {"posts": posts, "cursor": cursor}

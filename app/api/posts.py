@@ -21,6 +21,7 @@ from services.views import post_views
 from ..auth import OPTIONAL_BEARER, optional_viewer
 from ..errors import ApiError
 from ..extensions import settings
+from ..read_cache import read_cache
 from ..schemas import ERRORS, FeedResponse, PageQuery, PostResponse, PostUriPath, PostView, Problem, QueryModel
 from .feeds import PAGE_ERRORS, paging_session
 
@@ -90,7 +91,7 @@ def get_post(path: PostUriPath):
     """
     viewer = optional_viewer()
     with session_scope() as session:
-        views = post_views(session, [path.uri], viewer, settings().avatar_cdn)
+        views = post_views(session, [path.uri], viewer, settings().avatar_cdn, read_cache())
     if not views:
         raise not_indexed()
     return {"post": views[0]}
@@ -102,7 +103,8 @@ def get_thread(path: PostUriPath, query: ThreadQuery):
     """The post, its parents (nearest first, nested) and its replies (oldest first, nested)."""
     viewer = optional_viewer()
     with session_scope() as session:
-        thread = post_thread(session, path.uri, query.depth, query.parentHeight, viewer, settings().avatar_cdn)
+        thread = post_thread(session, path.uri, query.depth, query.parentHeight, viewer, settings().avatar_cdn,
+                             read_cache())
     if thread is None:
         raise not_indexed()
     return {"thread": thread}
@@ -114,7 +116,8 @@ def get_replies(path: PostUriPath, query: PageQuery):
     """Direct replies to the post, oldest first."""
     viewer = optional_viewer()
     with paging_session() as session:
-        result = post_replies(session, path.uri, query.limit, query.cursor, viewer, settings().avatar_cdn)
+        result = post_replies(session, path.uri, query.limit, query.cursor, viewer, settings().avatar_cdn,
+                              read_cache())
     if result is None:
         raise not_indexed()
     posts, cursor = result

@@ -12,6 +12,7 @@ from services.db import session_scope
 from ..auth import OPTIONAL_BEARER, optional_viewer
 from ..errors import ApiError
 from ..extensions import settings
+from ..read_cache import read_cache
 from ..schemas import ERRORS, Actor, FeedResponse, PageQuery, Problem, ProfileListResponse, ProfileView
 from .feeds import PAGE_ERRORS, paging_session
 
@@ -66,7 +67,7 @@ def get_profile(path: ActorPath):
     """An account's profile, counts and the viewer's follow state."""
     viewer = optional_viewer()
     with session_scope() as session:
-        view = found(profiles.get_profile(session, path.actor, viewer, settings().avatar_cdn))
+        view = found(profiles.get_profile(session, path.actor, viewer, settings().avatar_cdn, read_cache()))
         own = viewer is not None and view["did"] == viewer
         progress = member_progress(session, viewer) if own else None
     return {"profile": view, **({"backfill": progress} if own else {})}
@@ -76,7 +77,7 @@ def _tab(actor: str, tab: str, query: PageQuery) -> dict:
     viewer = optional_viewer()
     with paging_session() as session:
         posts, cursor = found(profiles.author_posts(session, actor, tab, query.limit, query.cursor, viewer,
-                                                    settings().avatar_cdn))
+                                                    settings().avatar_cdn, read_cache()))
     return {"posts": posts, "cursor": cursor}
 
 
@@ -108,7 +109,7 @@ def get_likes(path: ActorPath, query: RecordPageQuery):
     viewer = optional_viewer()
     with paging_session() as session:
         posts, cursor = found(profiles.liked_posts(session, path.actor, query.limit, query.cursor, viewer,
-                                                   settings().avatar_cdn))
+                                                   settings().avatar_cdn, read_cache()))
     return {"posts": posts, "cursor": cursor}
 
 
@@ -119,7 +120,7 @@ def get_followers(path: ActorPath, query: RecordPageQuery):
     viewer = optional_viewer()
     with paging_session() as session:
         views, cursor = found(profiles.followers(session, path.actor, query.limit, query.cursor, viewer,
-                                                 settings().avatar_cdn))
+                                                 settings().avatar_cdn, read_cache()))
     return {"profiles": views, "cursor": cursor}
 
 
@@ -130,5 +131,5 @@ def get_following(path: ActorPath, query: RecordPageQuery):
     viewer = optional_viewer()
     with paging_session() as session:
         views, cursor = found(profiles.following(session, path.actor, query.limit, query.cursor, viewer,
-                                                 settings().avatar_cdn))
+                                                 settings().avatar_cdn, read_cache()))
     return {"profiles": views, "cursor": cursor}

@@ -26,7 +26,7 @@ from typing import Callable
 
 from sqlalchemy.orm import Session
 
-from services.realtime import profile_events
+from services.realtime import profile_events, read_changed_event
 
 from .errors import Refused, Unreachable
 from .resolver import IdentityResolver, Verdict
@@ -62,4 +62,5 @@ def resolve_and_store(scope: Callable[[], AbstractContextManager[Session]], reso
     with scope() as session:
         change = apply_verdict(session, verdict)
         events = profile_events(session, [did, *change.released], avatar_cdn) if change.changed else []
+        events += read_changed_event(profiles=[did, *change.released]) if change.changed else []
     return Outcome(verdict, change, events)
