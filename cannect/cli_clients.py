@@ -169,3 +169,29 @@ def set_tier(client_id, tier, quota, rate, endpoints, as_json):
     client = _run(lambda s: service.set_tier(s, client_id, tier, quota, rate, _endpoints(endpoints)),
                   announce=client_id)
     _print(client, None, as_json)
+
+
+@clients.command(name="set-report")
+@click.argument("client_id", type=int)
+@click.option("--email", "emails", multiple=True,
+              help="Where reports go (repeat or comma-separate; replaces the list; 'none' clears it).")
+@click.option("--frequency", type=click.Choice(["daily", "weekly", "off"]), help="How often the report is sent.")
+@click.option("--json", "as_json", is_flag=True)
+def set_report(client_id, emails, frequency, as_json):
+    """A client's scheduled email report: addresses and daily, weekly or off."""
+    from services.reports.delivery import ReportError
+    from services.reports.subscriptions import set_report as service
+
+    if not emails and frequency is None:
+        _fail("give --email and/or --frequency")
+    addresses = None if not emails else [a.strip() for e in emails for a in e.split(",")
+                                         if a.strip() and a.strip().lower() != "none"]
+    try:
+        found = _run(lambda s: service(s, client_id, addresses, frequency))
+    except ReportError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(orjson.dumps(found).decode())
+        return
+    click.echo(f"{found['clientId']:>5}  {found['name']}: {found['frequency']} report"
+               f" to {', '.join(found['emails']) or 'nobody'}")

@@ -9,6 +9,7 @@ from .insights import (IntelligenceDirtyAuthor, IntelligenceRun, OpportunitySamp
 from .intelligence import Brand, LlmCall, PostClassification, Strain, TimeSeriesAggregate, UserProfile
 from .notifications import Notification, NotificationPreference, PushSubscription
 from .posts import Post
+from .reports import ReportDelivery
 from .sessions import AppSession, PdsSession
 from .social import Follow, Like, Profile, Repost, UserFollowState, UserPostState
 from .webhooks import WebhookDelivery, WebhookEndpoint
@@ -23,4 +24,5 @@ __all__ = [
     "IntelligenceDirtyAuthor", "IntelligenceRun", "OpportunitySample", "OpportunityScore", "PostMetricsHistory",
     "Trend", "TrendSource",
     "WebhookDelivery", "WebhookEndpoint",
+    "ReportDelivery",
 ]

@@ -36,9 +36,14 @@ class ApiClient(Base):
     revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_now()
     last_used_at: Mapped[datetime | None]
+    # Scheduled email reports (services/reports): the addresses, and daily or weekly (NULL: none).
+    report_emails: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    report_frequency: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("tier IN ('starter','growth','enterprise','custom')", name="tier"),
+        CheckConstraint("report_frequency IN ('daily', 'weekly')", name="report_frequency"),
+        CheckConstraint("report_frequency IS NULL OR cardinality(report_emails) >= 1", name="report_has_recipients"),
         CheckConstraint("monthly_quota IS NULL OR monthly_quota > 0", name="quota_positive"),
         CheckConstraint("rate_limit_per_min > 0", name="rate_positive"),
     )

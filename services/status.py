@@ -22,7 +22,7 @@ LATEST_DEAD_LETTERS = 5
 #: Open backfill jobs listed (oldest first) in the status.
 OPEN_BACKFILLS = 20
 #: Queues every deployment has; others are discovered from Redis.
-KNOWN_QUEUES = ("backfill", "classify", "identity", "ingest", "notify", "push", "views", "webhooks")
+KNOWN_QUEUES = ("backfill", "classify", "identity", "ingest", "notify", "push", "reports", "views", "webhooks")
 _NAMESPACE = "dramatiq"
 
 

@@ -13,5 +13,6 @@ configure_logging()
 broker = setup_broker(get_settings())
 
 from . import b2b, backfill, classify, identity, ingest, notify, push, views, webhooks  # noqa: E402  (actors need the broker above)
+from . import reports  # noqa: E402,F401  (scheduled email reports)
 
-__all__ = ["b2b", "backfill", "broker", "classify", "identity", "ingest", "notify", "push", "views", "webhooks"]
+__all__ = ["b2b", "backfill", "broker", "classify", "identity", "ingest", "notify", "push", "reports", "views", "webhooks"]

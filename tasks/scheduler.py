@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from tasks import b2b, classify, identity, ingest, views, webhooks
+from tasks import b2b, classify, identity, ingest, reports, views, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ JOBS = [
     (b2b.flush_usage, 10),
     *views.SCHEDULE,
     *webhooks.SCHEDULE,
+    *reports.SCHEDULE,
 ]
 
 

@@ -33,12 +33,12 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 
 EXPECTED_PROCESS_TYPES = {
     "release", "web", "worker_ingest", "worker_identity", "worker_notify", "worker_push", "worker_classify",
-    "worker_views", "worker_webhooks", "worker_backfill", "worker_b2b", "listener", "scheduler",
+    "worker_views", "worker_webhooks", "worker_reports", "worker_backfill", "worker_b2b", "listener", "scheduler",
 }
 # Procfile process type -> compose service, where the names differ.
 SERVICE_FOR_PROCESS = {"release": "migrate"}
 # Queues that must have a consumer; each one is consumed by exactly one worker family.
-EXPECTED_QUEUES = {"ingest", "identity", "notify", "push", "classify", "views", "webhooks", "backfill", "b2b"}  # every queue an actor in tasks/ consumes
+EXPECTED_QUEUES = {"ingest", "identity", "notify", "push", "classify", "views", "webhooks", "reports", "backfill", "b2b"}  # every queue an actor in tasks/ consumes
 # Processes that must never run more than once.
 SINGLETONS = ("scheduler", "listener")
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "JWT_SECRET")
