@@ -468,7 +468,8 @@ def run(capture, events, speed, port):
     run_all(capture, events, speed, port)
 
 
-from .cli_classify import backfill as _backfill, classify as _classify  # noqa: E402
+from .cli_classify import classify as _classify  # noqa: E402
+from .cli_backfill import backfill as _backfill  # noqa: E402  (cannect backfill start|list|show|cancel|resume)
 
 main.add_command(_classify)
 main.add_command(_backfill)

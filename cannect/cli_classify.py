@@ -1,4 +1,4 @@
-"""``cannect classify`` (texts in, classifications out, no database) and ``cannect backfill``.
+"""``cannect classify``: texts in, classifications out, no database (``cannect backfill`` is in cli_backfill.py).
 
 ``classify`` is for operators tuning prompts and lexicons: each input line is a JSON object
 with a ``text`` field (a line starting with ``{``) or plain text; each output line is the
@@ -10,8 +10,6 @@ Blank lines are skipped.
 from __future__ import annotations
 
 import sys
-import time
-from datetime import datetime, timezone
 
 import click
 import orjson
@@ -20,9 +18,6 @@ from .config import ConfigError, Settings, load_settings
 
 #: Lines classified per classifier call (the LLM sends them as few requests).
 CHUNK = 50
-#: The backfill waits while the classify queue holds more messages than this, so that fresh
-#: posts' classification never waits behind a whole backfill.
-BACKFILL_QUEUE_CEILING = 50
 
 
 def _settings_without_services() -> Settings:
@@ -133,91 +128,3 @@ def classify(path, offline):
             stream.close()
     if failed:
         sys.exit(1)
-
-
-@click.group("backfill")
-def backfill():
-    """Redo work over stored data (admin)."""
-
-
-@backfill.command("reclassify")
-@click.option("--since", help="Only posts created at or after this ISO date/time (UTC unless it says).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many posts.")
-@click.option("--version", "below", type=int, help="Only posts below this classification version "
-              "(default: the current one).")
-@click.option("--inline", is_flag=True, help="Classify here, in this process, instead of queueing.")
-def reclassify(since, limit, below, inline):
-    """Reclassify posts whose classification_version is below the current one, in chunks."""
-    from tqdm import tqdm
-
-    from services.classify import CLASSIFICATION_VERSION, batch_size
-    from services.classify.pipeline import count_outdated, outdated_post_ids
-    from services.db import session_scope
-
-    since_at = _parse_since(since)
-    below = CLASSIFICATION_VERSION if below is None else below
-    if not 1 <= below <= CLASSIFICATION_VERSION:
-        raise click.BadParameter(f"must be between 1 and the current version {CLASSIFICATION_VERSION}",
-                                 param_hint="--version")
-    try:
-        settings = load_settings()
-        with session_scope() as session:
-            total = count_outdated(session, below, since_at)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    total = min(total, limit) if limit else total
-    send = _inline_runner(settings) if inline else _queue_sender(settings)
-    # A page is one classify call inline; queued, ten messages' worth (request() splits it).
-    chunk_size, after_id, done = batch_size(settings) * (1 if inline else 10), 0, 0
-    with tqdm(total=total, unit="post", disable=None, file=sys.stderr) as bar:
-        while done < total:
-            with session_scope() as session:
-                ids = outdated_post_ids(session, below, after_id, min(chunk_size, total - done), since_at)
-            if not ids:
-                break
-            send(ids)
-            after_id, done = ids[-1], done + len(ids)
-            bar.update(len(ids))
-    click.echo(f"{done:,} posts {'reclassified' if inline else 'queued for reclassification'} "
-               f"(below version {below})")
-
-
-def _parse_since(since: str | None) -> datetime | None:
-    if since is None:
-        return None
-    try:
-        value = datetime.fromisoformat(since)
-    except ValueError:
-        raise click.BadParameter("must be an ISO date or date/time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z",
-                                 param_hint="--since") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _inline_runner(settings):
-    import redis
-
-    from services.classify import costs, entities, get_classifier, pipeline
-    from services.db import session_scope
-
-    classifier = get_classifier(settings, redis.Redis.from_url(settings.redis_url, socket_timeout=5),
-                                costs.db_recorder())
-    with session_scope() as session:
-        entities.seed_from_lexicon(session)
-    return lambda ids: pipeline.classify_posts(session_scope, classifier, ids)
-
-
-def _queue_sender(settings):
-    import redis
-
-    from services.status import queue_depths
-    from tasks import classify as classify_tasks
-
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-
-    def send(ids):
-        while queue_depths(client)["classify"]["pending"] > BACKFILL_QUEUE_CEILING:
-            time.sleep(0.5)
-        classify_tasks.request(ids)
-
-    return send

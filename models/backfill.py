@@ -45,12 +45,20 @@ class BackfillJob(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = created_now()
+    # Admin jobs (services/backfill/admin.py): where the next chunk starts (None: from the
+    # start, or finished), chunks committed (a message names the chunk it runs, so a repeated
+    # one is a no-op), the kinds' counters summed, and who asked ("token", an admin's DID, "cli:user").
+    cursor: Mapped[dict | None] = mapped_column(JSONB)
+    chunks_done: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    report: Mapped[dict] = mapped_column(JSONB, server_default=sql("'{}'::jsonb"))
+    requested_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("uq_backfill_jobs_open", "kind", "subject_did", unique=True,
               postgresql_where=sql("status IN ('queued', 'running')")),
         Index("idx_backfill_jobs_subject", "subject_did", sql("id DESC")),
         Index("idx_backfill_jobs_status", "status", "id"),
+        Index("idx_backfill_jobs_kind", "kind", sql("id DESC")),
     )
 
 

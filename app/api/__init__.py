@@ -3,12 +3,15 @@
 from flask_openapi3 import OpenAPI
 
 from . import actions, auth, feeds, notifications, posts, profiles, push, search
+from . import admin_backfills, admin_ops  # /api/admin/backfills, /api/admin/queues, /api/admin/status
 
 
 def register_api(app: OpenAPI) -> None:
     app.url_map.converters["aturi"] = posts.AtUriConverter
     for module in (auth, feeds, posts, profiles, search, actions, push, notifications):
         _merge_shared_paths(app, module.api)
+        app.register_api(module.api)
+    for module in (admin_backfills, admin_ops):
         app.register_api(module.api)
 
 

@@ -152,7 +152,8 @@ class Run:
             return
         tagged = bool(self.tags.intersection(post_tags(record)))
         member = author in view.members
-        if not (tagged or member or view.member_followers.get(author, 0) > 0 or parent in view.posts):
+        selected = bool(backfilled and backfilled.get("legacy"))  # the old feed generator's AI filter chose it
+        if not (selected or tagged or member or view.member_followers.get(author, 0) > 0 or parent in view.posts):
             return
         row.update(has_cannabis_hashtag=tagged, is_cannect_user=member,
                    reply_count=view.orphan_replies.pop(uri, 0))
