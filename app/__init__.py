@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     if not settings.jwt_secret:
         raise ConfigError("Invalid configuration:\n  JWT_SECRET: is not set (the web process signs sessions with it)")
     from . import errors, extensions, health, metrics, read_cache, request_guards, ws
+    from . import dashboard
     from .admin import ADMIN_SCHEME, ADMIN_TOKEN_HEADER
     from .api import register_api
     from .api.v1 import register_b2b_api
@@ -44,5 +45,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     read_cache.init_app(app, settings)
     register_api(app)
     register_b2b_api(app)  # its API-key check must run before request_guards' hook
+    dashboard.init_app(app)  # /dashboard: HTML pages, not in the OpenAPI document
+    from . import admin_pages
+    admin_pages.init_app(app)  # /admin: HTML pages behind an ADMIN_TOKEN sign-in, not in the OpenAPI document
     request_guards.init_app(app, settings.max_request_bytes)  # reads the finished OpenAPI document
     return app

@@ -15,6 +15,8 @@ Client -> server (JSON text frames; unknown fields are ignored):
   per socket; each an AT-URI of a post (``at://<did>/app.bsky.feed.post/<rkey>``) of at
   most ``MAX_URI_LENGTH`` characters.
 - ``{"type": "unsubscribe", "uris": [...]}``, ``{"type": "ping"}``.
+- ``{"type": "dashboard_feed", "ticket": "...", "since"?: "<event id>"}``: the client dashboard's
+  live high-intent feed (``app/dashboard/live.py``).
 
 Server -> client: ``auth_ok {did, expiresAt}``, ``subscribed {uris, total}``,
 ``unsubscribed {uris, total}``, ``pong``, ``error {code, message}`` (malformed messages get
@@ -61,6 +63,7 @@ from services.jetstream import POST
 from services.realtime import Delivery, did_key, post_key, session_key
 from services.tokens import InvalidToken, decode_access_token, revoked_session_key
 
+from .dashboard.live import DashboardFeed, start_feed
 from .extensions import client_ip
 from .metrics import WS_DROPPED
 from .realtime import Hub, text_frame
@@ -118,7 +121,8 @@ class Ping(BaseModel):
     type: Literal["ping"]
 
 
-ClientMessage = TypeAdapter(Annotated[Union[Auth, Subscribe, Unsubscribe, Ping], Field(discriminator="type")])
+ClientMessage = TypeAdapter(Annotated[Union[Auth, Subscribe, Unsubscribe, Ping, DashboardFeed],
+                                      Field(discriminator="type")])
 
 
 def init_app(app: Flask, settings) -> None:
@@ -422,6 +426,8 @@ class Connection:
             self._subscribe(message)
         elif isinstance(message, Unsubscribe):
             self._unsubscribe(message)
+        elif isinstance(message, DashboardFeed):  # the client dashboard's live feed (app/dashboard/live.py)
+            start_feed(self, message, current_app.config["SETTINGS"].dashboard_session_max_seconds)
         else:
             self._send({"type": "pong"})
 
@@ -508,6 +514,6 @@ def _explain(exc: ValidationError) -> tuple[str, str]:
     if first["type"] == "json_invalid":
         return "bad_json", "not valid JSON"
     if first["type"] == "union_tag_invalid":
-        return "unknown_type", "type must be auth, subscribe, unsubscribe or ping"
+        return "unknown_type", "type must be auth, subscribe, unsubscribe, ping or dashboard_feed"
     where = ".".join(str(part) for part in first["loc"][1:]) or "message"
     return "bad_message", f"{where}: {first['msg']}"

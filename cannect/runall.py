@@ -2,7 +2,7 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL`` / ``REDIS_URL`` are unset,
 migrates, generates a sample capture unless given one, registers its members, then runs
-the replay server, listener, ingest, identity, notify, push, classify, views, webhooks,
+the replay server, listener, ingest, identity, notify, push, classify, views, webhooks, reports,
 backfill and b2b workers, scheduler and web app as child
 processes of their own (as a deployment would) until Ctrl-C. The replay server also plays
 the PLC directory and handle resolution for the capture's accounts, so handles are verified
@@ -43,6 +43,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
     os.environ.setdefault("BACKFILL_INSECURE_TEST_ORIGINS", f"http://127.0.0.1:{replay_port}")
     os.environ["PORT"] = str(web_port)
     os.environ.setdefault("JWT_SECRET", _local_secret())
+    os.environ.setdefault("ADMIN_TOKEN", _local_secret("admin_token"))
     if not os.environ.get("VAPID_PRIVATE_KEY"):
         public, private = _local_vapid_keys()
         os.environ.update(VAPID_PUBLIC_KEY=public, VAPID_PRIVATE_KEY=private)
@@ -53,6 +54,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         capture = _fresh_sample(events)
     if Path(capture + ".meta.json").exists():
         subprocess.run(_cannect("members", "import", capture + ".meta.json"), check=True)
+    demo_key = _demo_client_key()
 
     processes = {
         "replay": _cannect("replay", "--file", capture, "--port", str(replay_port), "--speed", str(speed)),
@@ -63,6 +65,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "classify": _cannect("worker", "--queues", "classify", "--processes", "1", "--threads", "2"),
         "views": _cannect("worker", "--queues", "views", "--processes", "1", "--threads", "2"),
         "webhooks": _cannect("worker", "--queues", "webhooks", "--processes", "1", "--threads", "4"),
+        "reports": _cannect("worker", "--queues", "reports", "--processes", "1", "--threads", "1"),
         "backfill": _cannect("worker", "--queues", "backfill", "--processes", "1", "--threads", "4"),
         "b2b": _cannect("worker", "--queues", "b2b", "--processes", "1", "--threads", "1"),
         "listener": _cannect("listen"),
@@ -77,6 +80,8 @@ Cannect is running.
   API docs:        http://127.0.0.1:{web_port}/api/swagger   (OpenAPI: /api/openapi.json)
   Indexer health:  http://127.0.0.1:{web_port}/health/indexer
   Metrics:         http://127.0.0.1:{web_port}/metrics
+  Dashboard:       http://127.0.0.1:{web_port}/dashboard/   (B2B demo client's API key: {demo_key})
+  Admin pages:     http://127.0.0.1:{web_port}/admin/       (ADMIN_TOKEN: {os.environ['ADMIN_TOKEN']})
   Notifications:   DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
                    .venv/bin/cannect notifications tail      (members' live notifications as they happen)
   Status:          DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
@@ -98,16 +103,41 @@ def _fresh_sample(events: int) -> str:
     return str(path)
 
 
-def _local_secret() -> str:
-    """A JWT secret for this machine's trial runs, kept so sessions survive a restart."""
+def _local_secret(name: str = "jwt_secret") -> str:
+    """A secret (the JWT secret, the admin token) for this machine's trial runs, kept so
+    sessions survive a restart."""
     import secrets
 
-    path = STATE_DIR / "jwt_secret"
+    path = STATE_DIR / name
     if not path.exists():
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _demo_client_key() -> str:
+    """The API key of an enterprise demo client for the dashboard, kept in ``.cannect/demo-key``;
+    a new client when the key no longer opens one (a fresh database, a revoked key)."""
+    import json
+
+    from services.b2b import clients, keys
+    from services.db import session_scope
+
+    path = STATE_DIR / "demo-key"
+    if path.exists():
+        key = path.read_text().strip()
+        presented = keys.parse(key)
+        with session_scope() as session:
+            found = clients.credentials(session, presented.key_id) if presented else None
+        if found is not None and found.active and keys.matches(presented.secret_hash, found.secret_hash):
+            return key
+    created = subprocess.run(_cannect("clients", "create", "Demo Co", "--tier", "enterprise", "--json"),
+                             check=True, capture_output=True, text=True).stdout
+    key = json.loads(created)["apiKey"]
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 def _local_vapid_keys() -> tuple[str, str]:

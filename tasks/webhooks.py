@@ -92,7 +92,17 @@ def after_classification(post_ids: Iterable[int]) -> int:
     with session_scope() as session:
         ids = events.events_for_classifications(session, post_ids, get_settings().webhook_high_intent_threshold)
     request(ids)
+    _publish_live(post_ids)
     return len(ids)
+
+
+def _publish_live(post_ids: Iterable[int]) -> None:
+    """The dashboard's live feed (services/b2b/live.py): the same posts as realtime events."""
+    from services.b2b import live
+    from tasks.broker import app_redis
+
+    with session_scope() as session:
+        live.publish(app_redis(), session, post_ids, get_settings().webhook_high_intent_threshold)
 
 
 #: (actor, seconds between runs) for tasks/scheduler.py.
