@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/aggregates.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/admin_backfill.py
 	$(BIN)/python bench/b2b_limits.py
 	$(BIN)/python bench/b2b.py
 

@@ -7,7 +7,10 @@ then the jobs behind the endpoints run once (the three materialized views, trend
 scores). Three gunicorn servers (``cannect/gunicorn_conf.py`` as deployed), one after the other,
 serve the app:
 
-- ``api``: as in production (key check, limiter script in Redis, usage log, answer cache);
+- ``api``: as in production (key check, limiter script in Redis with leases, usage log, answer cache);
+- ``no-lease``: the same with one limiter script per request (``bench/b2b_limits.py``'s
+  ``B2B_BENCH_MODE=exact``, as before leases): ``api`` and ``no-lease`` side by side are the
+  before/after of the leases;
 - ``no-limiter``: the same, with the limiter answering "ok" without Redis and no usage log
   (``bench/b2b_limits.py``'s ``B2B_BENCH_MODE=bare``): what limits and logging cost;
 - ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
@@ -17,7 +20,7 @@ URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (the
 of ``bench/api.py``) on each server in turn. *bare SQL* replays, through psycopg with as many
 connections, the statements the app executes for the same URLs when nothing is cached
 (recorded in-process), each request's statements in one transaction. Ratios printed:
-api / bare SQL and limiter cost = 1 - api / no-limiter.
+api / bare SQL and limiter cost = 1 - api / no-limiter (the same for no-lease).
 
 Last, one client in-process (Flask's test client) with the cache on and off, interleaved: the
 latency each request saves, without queueing.
@@ -45,7 +48,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 
 SECRET = "bench-secret-" + "x" * 32
-MODES = ("api", "no-limiter", "no-cache")
+MODES = ("api", "no-lease", "no-limiter", "no-cache")
 #: Words of the seeded texts: each post gets two, so a word is in about 1 post in 20.
 WORDS = ("sleep relax anxiety pain dispensary price quality edible gummies flower vape cart rosin tincture "
          "terpene strain indica sativa hybrid morning evening weekend friend music coffee doctor medical card "
@@ -139,6 +142,8 @@ def main() -> None:
     parser.add_argument("--reuse", metavar="URL", help="measure a kept database again instead of seeding one")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the recorded statements")
     parser.add_argument("--requests", type=int, default=200, help="requests per URL set in the one-client run")
+    parser.add_argument("--single-only", action="store_true",
+                        help="only the one-client in-process run (with --reuse: seconds instead of minutes)")
     args = parser.parse_args()
     from api import load_api, load_bare
     from b2b_limits import new_key
@@ -158,12 +163,16 @@ def main() -> None:
                    PYTHONUNBUFFERED="1", RATE_LIMIT_IP="100000000/minute", RATE_LIMIT_USER="100000000/minute")
         env.setdefault("WEB_CONCURRENCY", "2")
         env.setdefault("DB_POOL_SIZE", "12")  # 2 workers x (12 + 5): the server's 100 connections are shared
+        if args.single_only:
+            single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
+            return
         recordings = record(env, new_key(env))
         if args.explain:
             from api import explain
 
             explain(url, {name: recordings[name] for name in chosen})
-        modes = {"api": {}, "no-limiter": {"B2B_BENCH_MODE": "bare"}, "no-cache": {"B2B_BENCH_CACHE": "off"}}
+        modes = {"api": {}, "no-lease": {"B2B_BENCH_MODE": "exact"}, "no-limiter": {"B2B_BENCH_MODE": "bare"},
+                 "no-cache": {"B2B_BENCH_CACHE": "off"}}
         with tempfile.TemporaryDirectory() as logs:
             for mode, extra in modes.items():  # one server at a time: the database server's connections are shared
                 server = start_server(dict(env, **extra), Path(logs) / f"{mode}.log")
@@ -183,7 +192,7 @@ def main() -> None:
                 results[(name, "bare SQL", clients)] = result
                 show(name, "bare SQL", clients, result)
         report(results, chosen, concurrency, args.posts)
-        single_client(env, new_key(env), chosen, args.requests)
+        single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
     finally:
         import redis
 
@@ -194,9 +203,12 @@ def main() -> None:
             drop_database(admin_url, url)
 
 
-def single_client(env: dict, key: str, names: list[str], requests: int) -> None:
-    """One request at a time, in-process (Flask's test client), cache on and off, interleaved:
-    what the cache saves per request, without queueing behind other clients."""
+def single_client(env: dict, keys: list[str], names: list[str], requests: int) -> None:
+    """One request at a time, in-process (Flask's test client), interleaved: cache on with
+    leases (as deployed), cache on with one limiter script per call (``exact``: before leases),
+    cache off. What the cache and the leases save per request, without queueing behind other
+    clients; CPU time (not counting waits) is the steadier figure on a busy machine. ``exact``
+    runs with the second key (another client): a lease is per client."""
     import statistics
 
     from app import create_app
@@ -207,23 +219,30 @@ def single_client(env: dict, key: str, names: list[str], requests: int) -> None:
     os.environ.update(env)
     for cached in (get_settings, db.get_engine, db._session_factory):
         cached.cache_clear()
-    client = create_app().test_client()
-    headers = {"Authorization": f"Bearer {key}"}
-    print(f"\none client in-process, {requests} requests each: median / p95 ms")
+    app = create_app()
+    client, gate = app.test_client(), app.extensions["b2b_gate"]
+    headers = [{"Authorization": f"Bearer {key}"} for key in keys]
+    # mode: (cache entries, lease max, key)
+    settings = {"cached": (2048, 32, 0), "exact": (2048, 0, 1), "uncached": (0, 32, 0)}
+    print(f"\none client in-process, {requests} requests each: median / p95 ms, mean CPU us")
     for name in names:
-        times: dict[str, list[float]] = {"cached": [], "uncached": []}
+        times: dict[str, list[float]] = {mode: [] for mode in settings}
+        cpu = dict.fromkeys(settings, 0.0)
         for i in range(requests):
             for mode in times:
-                cache.MAX_ENTRIES = 2048 if mode == "cached" else 0
+                cache.MAX_ENTRIES, gate.lease_max, which = settings[mode]
                 url = ENDPOINTS[name][i % len(ENDPOINTS[name])]
-                started = time.perf_counter()
-                assert client.get(url, headers=headers).status_code == 200, url
+                started, started_cpu = time.perf_counter(), time.process_time()
+                assert client.get(url, headers=headers[which]).status_code == 200, url
                 times[mode].append((time.perf_counter() - started) * 1000)
+                cpu[mode] += time.process_time() - started_cpu
         cells = []
         for mode, values in times.items():
             values.sort()
-            cells.append(f"{mode} {statistics.median(values):6.2f} / {values[int(0.95 * len(values))]:6.2f}")
+            cells.append(f"{mode} {statistics.median(values):6.2f} / {values[int(0.95 * len(values))]:6.2f} "
+                         f"{cpu[mode] / len(values) * 1e6:5.0f} us")
         print(f"  {name:<13} " + "   ".join(cells), flush=True)
+    gate.lease_max = 32
     cache.MAX_ENTRIES = 2048
     db.get_engine().dispose()
 
@@ -237,13 +256,14 @@ def show(name: str, mode: str, clients: int, result: dict) -> None:
 def report(results: dict, names: list[str], concurrency: list[int], posts: int) -> None:
     print(f"\n{posts:,} classified posts; req/s (p95 ms)")
     head = f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>18}" for m in (*MODES, "bare SQL"))
-    print(head + f" {'api/bare':>9} {'limiter cost':>13}")
+    print(head + f" {'api/bare':>9} {'no-lease/bare':>14} {'limiter cost':>13} {'no-lease cost':>14}")
     for name in names:
         for clients in concurrency:
             row = [results[(name, mode, clients)] for mode in (*MODES, "bare SQL")]
             cells = " ".join(f"{r['rps']:>9.0f} ({r['p95']:>5.1f})" for r in row)
-            api, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[3]["rps"]
-            print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {1 - api / no_limiter:>13.1%}")
+            api, no_lease, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[2]["rps"], row[4]["rps"]
+            print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_lease / bare:>14.2f} "
+                  f"{1 - api / no_limiter:>13.1%} {1 - no_lease / no_limiter:>14.1%}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ generator of ``bench/api.py``):
 - ``full``: as in production: the key is parsed, checksummed, hashed and compared with the
   cached client row; the limiter script runs in Redis (version check, GCRA, monthly counter,
   and the RPUSH of the usage entries of calls finished since: one round trip);
+- ``exact``: the same with leases off (``Gate.lease_max = 0``): one limiter script per
+  request, as before leases (``services/b2b/access.py``);
 - ``bare``: the same app and key check, with the limiter answering "ok" without Redis and
   the usage log switched off: what remains when limits and logging cost nothing.
 
 Two endpoints: ``/api/v1/ping`` (a route this benchmark adds that returns ``{}``: the
 overhead at its largest share) and ``/api/v1/usage`` (a real handler with one SQL query).
-Both servers run at once and their runs alternate (``--rounds`` each, the median counts), so
+All servers run at once and their runs alternate (``--rounds`` each, the median counts), so
 that both see the same noise from whatever else the machine does. Each run uses a new client
 whose limits are far above the load. Prints req/s, p95 and the cost ratio ``1 - full/bare``;
 the goal is under 10%.
@@ -21,10 +23,12 @@ Then, in this process, the CPU time per request of both modes through Flask's te
 (no waiting counted), and the Redis server's time per limiter script: on a busy shared machine
 req/s swings by tens of percent between identical runs, CPU time much less.
 
-What to expect: the limiter is one Redis round trip per request (~70 us of redis-py with
+What to expect without leases (``exact``): the limiter is one Redis round trip per request (~70 us of redis-py with
 hiredis, the gevent switch, ~50 us of Redis). Next to a handler that does nothing (``ping``)
 that is a quarter to a third of the work; next to one SQL query (``usage``) it is under 10%,
-and next to the data endpoints' queries less still.
+and next to the data endpoints' queries less still. With leases (``full``) a client calling
+often needs one script per several calls (the CPU table prints how many), so the cost shrinks
+to the key check and the usage entry.
 
 Usage (the database is created and dropped; DATABASE_URL is only used to reach the server):
     DATABASE_URL=postgresql://root@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/15 \\
@@ -48,12 +52,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 import psycopg  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
-MODES = ("bare", "full")
+MODES = ("bare", "exact", "full")
 
 
 def bench_app():
     """The app gunicorn serves here: the real one plus ``/api/v1/ping``; in ``bare`` mode the
-    limiter answers without Redis and no usage is logged (``B2B_BENCH_MODE``)."""
+    limiter answers without Redis and no usage is logged, in ``exact`` mode every call is one
+    limiter script (no leases) (``B2B_BENCH_MODE``)."""
     from flask_openapi3 import APIBlueprint
 
     from app import create_app
@@ -70,9 +75,12 @@ def bench_app():
     app.register_api(ping)
     if os.environ.get("B2B_BENCH_MODE") == "bare":
         gate = app.extensions["b2b_gate"]
-        gate.limiter.admit = lambda client_id, version, rate, quota, consume=True, now=None, usage_entries=(): Verdict(
-            "ok", rate, rate - 1, 1, 0, quota, 1, 86400)
+        gate.limiter.admit = lambda client_id, version, rate, quota, consume=True, usage_entries=(), extra=0: Verdict(
+            "ok", rate, rate - 1, 1, 0, quota, 1, 86400, granted=1)
+        gate.lease_max = 0
         gate.log_usage = lambda *call: None
+    elif os.environ.get("B2B_BENCH_MODE") == "exact":
+        app.extensions["b2b_gate"].lease_max = 0
     return app
 
 
@@ -161,7 +169,7 @@ def main() -> None:
 
 
 def cpu_per_request(env: dict, requests: int, samples: int = 5) -> dict:
-    """CPU time of the web process per /api/v1/ping, both modes in this process (Flask's test
+    """CPU time of the web process per /api/v1/ping, every mode in this process (Flask's test
     client, one request at a time), samples interleaved, the least of each kept; and the Redis
     server's time per limiter script (INFO commandstats). CPU time does not count waiting, so
     it holds up on a busy machine where req/s does not."""
@@ -175,9 +183,19 @@ def cpu_per_request(env: dict, requests: int, samples: int = 5) -> dict:
     for cached in (get_settings, db.get_engine, db._session_factory):
         cached.cache_clear()
     clients = {}
+    scripts = {"calls": 0, "requests": 0}
     for mode in MODES:
         os.environ["B2B_BENCH_MODE"] = mode
-        clients[mode] = (bench_app().test_client(), {"Authorization": f"Bearer {new_key(env)}"})
+        app = bench_app()
+        clients[mode] = (app.test_client(), {"Authorization": f"Bearer {new_key(env)}"})
+        if mode == "full":  # how many calls a script serves with leases
+            limiter, admit = app.extensions["b2b_gate"].limiter, app.extensions["b2b_gate"].limiter.admit
+
+            def counted(*args, _admit=admit, **kwargs):
+                scripts["calls"] += 1
+                return _admit(*args, **kwargs)
+
+            limiter.admit = counted
     os.environ.pop("B2B_BENCH_MODE")
     server = redis.Redis.from_url(env["REDIS_URL"])
     server.config_resetstat()
@@ -192,9 +210,11 @@ def cpu_per_request(env: dict, requests: int, samples: int = 5) -> dict:
                 for _ in range(count):
                     client.get(path, headers=headers)
                 best[mode] = min(best[mode], (time.process_time() - start) / count * 1e6)
+            scripts["requests"] += (min(100, count) + count)
         figures[path] = best
     stats = server.info("commandstats")
     figures["redis_us"] = stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0)
+    figures["scripts_per_call"] = scripts["calls"] / max(1, scripts["requests"])
     return figures
 
 
@@ -207,20 +227,27 @@ def report(results: dict, paths: list[str], concurrency: list[int], env: dict, c
 
     print(f"\nB2B limiter + usage log cost ({worker_description(env)}, {os.cpu_count()} CPUs, "
           "load generator on the same machine)")
-    print(f"{'endpoint':<15}{'clients':>8}{'bare req/s':>12}{'full req/s':>12}{'full p95 ms':>13}{'cost':>8}")
+    print("exact = one limiter script per call (before leases); full = with leases; cost = 1 - mode/bare")
+    print(f"{'endpoint':<15}{'clients':>8}{'bare req/s':>12}{'exact req/s':>12}{'full req/s':>12}"
+          f"{'exact p95':>10}{'full p95':>10}{'exact cost':>11}{'full cost':>10}")
     for path in paths:
         for clients in concurrency:
-            bare, full = (_median_run(results[(mode, path, clients)]) for mode in MODES)
-            cost = 1 - full["rps"] / bare["rps"] if bare["rps"] else float("nan")
-            print(f"{path:<15}{clients:>8}{bare['rps']:>12.0f}{full['rps']:>12.0f}{full['p95']:>13.1f}{cost:>8.1%}")
+            bare, exact, full = (_median_run(results[(mode, path, clients)]) for mode in MODES)
+            cost = (lambda run: 1 - run["rps"] / bare["rps"] if bare["rps"] else float("nan"))
+            print(f"{path:<15}{clients:>8}{bare['rps']:>12.0f}{exact['rps']:>12.0f}{full['rps']:>12.0f}"
+                  f"{exact['p95']:>10.1f}{full['p95']:>10.1f}{cost(exact):>11.1%}{cost(full):>10.1%}")
     if cpu:
         print(f"\nCPU time per request (in-process, Flask test client, one at a time; Redis: "
               f"{cpu['redis_us']:.0f} us per limiter script)")
-        print(f"{'endpoint':<15}{'bare us':>10}{'full us':>10}{'+web us':>10}{'cost':>8}")
+        print(f"(Redis time per call: a script's time x scripts per call: exact 1, full "
+              f"{cpu['scripts_per_call']:.3f})")
+        print(f"{'endpoint':<15}{'bare us':>10}{'exact us':>10}{'full us':>10}{'exact cost':>11}{'full cost':>10}")
         for path in ("/api/v1/ping", "/api/v1/usage"):
-            bare, full = cpu[path]["bare"], cpu[path]["full"]
-            extra = full - bare + cpu["redis_us"]
-            print(f"{path:<15}{bare:>10.0f}{full:>10.0f}{full - bare:>10.0f}{extra / (full + cpu['redis_us']):>8.1%}")
+            bare, exact, full = (cpu[path][mode] for mode in MODES)
+            redis_exact, redis_full = cpu["redis_us"], cpu["redis_us"] * cpu["scripts_per_call"]
+            cost_exact = (exact - bare + redis_exact) / (exact + redis_exact)
+            cost_full = (full - bare + redis_full) / (full + redis_full)
+            print(f"{path:<15}{bare:>10.0f}{exact:>10.0f}{full:>10.0f}{cost_exact:>11.1%}{cost_full:>10.1%}")
 
 
 if __name__ == "__main__":

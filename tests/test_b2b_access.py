@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -16,7 +17,7 @@ import redis as redis_lib
 from sqlalchemy import func, select, update
 
 from models import ApiClient, ApiUsage
-from services.b2b import keys, limits, tiers, usage
+from services.b2b import access, keys, limits, tiers, usage
 from services.b2b.tiers import PlanError, resolve_plan
 
 ADMIN_TOKEN = "admin-token-" + "a" * 32
@@ -248,6 +249,94 @@ def test_the_limiter_script_is_exact_under_a_race_of_many_threads(rdb):
     assert sum(v.status == "ok" for v in verdicts) == 50
     assert sorted(v.remaining for v in verdicts if v.status == "ok") == list(range(50))
     assert limits.quota_used(rdb, 99) == 50  # refused calls did not count against the month
+
+
+def test_a_lease_takes_at_most_a_quarter_of_what_is_left_and_never_passes_a_limit(rdb):
+    limiter = limits.Limiter(rdb)
+    rdb.set(limits.quota_key(97, datetime.now(timezone.utc)), 0)
+    first = limiter.admit(97, None, 50, 1_000_000, extra=100)
+    assert first.status == "ok" and first.granted == 1 + 49 // 4 and first.remaining == 50 - first.granted
+    granted = first.granted
+    while (verdict := limiter.admit(97, None, 50, 1_000_000, extra=100)).status == "ok":
+        granted += verdict.granted
+    assert granted == 50 and verdict.granted == 0 and limits.quota_used(rdb, 97) == 50
+    # the month: a lease never goes past the quota; leased calls not used go back to it
+    rdb.set(limits.quota_key(96, datetime.now(timezone.utc)), 0)
+    taken = [limiter.admit(96, None, 100_000, 9, extra=32).granted for _ in range(12)]
+    assert sum(taken) == 9 and taken[0] == 1 + 8 // 4
+    counter = limiter.month_counter(96)
+    assert limiter.refund(counter, 3) == 3 and limits.quota_used(rdb, 96) == 6
+    assert limiter.refund(counter, 100) == 6 and limits.quota_used(rdb, 96) == 0  # never below zero
+    rdb.delete(counter)
+    assert limiter.refund(counter, 2) == 0 and rdb.get(counter) is None  # a lost counter is seeded, not made up
+
+
+def test_leased_calls_serve_without_a_script_and_a_revocation_still_stops_the_next_call(b2b, rdb, monkeypatch):
+    monkeypatch.setattr(access, "LEASE_SECONDS", 600.0)  # no lease expires on a slow machine
+    client, key = create(b2b, tier="custom", monthlyQuota=100_000, rateLimitPerMin=100_000)
+    gate = b2b.application.extensions["b2b_gate"]
+    scripts = []
+    admit = gate.limiter.admit
+    gate.limiter.admit = lambda *a, **k: scripts.append(k.get("extra")) or admit(*a, **k)
+    answers = [call(b2b, USAGE, key) for _ in range(40)]
+    assert all(a.status_code == 200 for a in answers)
+    assert len(scripts) < 12 and scripts[0] == 0 and max(scripts) > 1  # leases grew: 40 calls, few scripts
+    months = [int(a.headers["RateLimit"].split('"month";r=')[1].split(";")[0]) for a in answers]
+    assert months == list(range(99_999, 99_959, -1))  # what a client sees goes down call by call
+    while gate.held(client["id"]) == 0:
+        call(b2b, USAGE, key)
+        answers.append(None)
+    # the usage report does not count the calls this process holds
+    assert call(b2b, USAGE, key).get_json()["quota"]["used"] == len(answers) + 1
+    revoked = b2b.post(f"/api/admin/clients/{client['id']}/revoke", headers=ADMIN)
+    assert revoked.status_code == 200
+    assert call(b2b, USAGE, key).status_code == 401  # the lease was dropped before this request
+    assert gate.held(client["id"]) == 0
+    gate.push_usage()  # gives the dropped lease back to the month
+    assert limits.quota_used(rdb, client["id"]) == len(answers) + 1
+
+
+def test_a_revocation_from_another_process_stops_a_leased_client_at_once(b2b, env, monkeypatch):
+    monkeypatch.setattr(access, "LEASE_SECONDS", 600.0)
+    client, key = create(b2b, tier="custom", monthlyQuota=100_000, rateLimitPerMin=100_000)
+    for _ in range(30):
+        assert call(b2b, USAGE, key).status_code == 200
+        if b2b.application.extensions["b2b_gate"].held(client["id"]):
+            break
+    assert b2b.application.extensions["b2b_gate"].held(client["id"]) > 0
+    revoked = cannect(dict(env, ADMIN_TOKEN=ADMIN_TOKEN), "clients", "revoke", str(client["id"]), "--json")
+    assert revoked.returncode == 0, revoked.stderr
+    assert call(b2b, USAGE, key).status_code == 401
+
+
+def test_two_processes_leasing_at_once_never_pass_the_limit_or_the_quota(make_api, rdb):
+    first = make_api(ADMIN_TOKEN=ADMIN_TOKEN, B2B_AUTH_FAILURES_PER_MINUTE="1000")
+    second = make_api(ADMIN_TOKEN=ADMIN_TOKEN, B2B_AUTH_FAILURES_PER_MINUTE="1000")  # another gate, as another process
+    for api in (first, second):
+        api.application.extensions["b2b_gate"].push_interval = 3600
+    for plan, limit in (({"monthlyQuota": 100_000, "rateLimitPerMin": 90}, "minute"),
+                        ({"monthlyQuota": 90, "rateLimitPerMin": 100_000}, "month")):
+        client, key = create(first, name=f"Racer {limit}", tier="custom", **plan)
+        for api in (first, second):  # both warm: their leases have grown
+            for _ in range(5):
+                call(api, USAGE, key)
+        barrier = threading.Barrier(32)
+        started = time.monotonic()
+
+        def hit(i):
+            barrier.wait()
+            return [call((first, second)[i % 2], USAGE, key).status_code for _ in range(6)]
+
+        with ThreadPoolExecutor(32) as pool:
+            statuses = [status for answers in pool.map(hit, range(32)) for status in answers]
+        served = 10 + statuses.count(200)
+        refilled = (time.monotonic() - started) * 90 / 60 + 1 if limit == "minute" else 0  # one call per 2/3 s
+        assert served <= 90 + refilled and statuses.count(429) > 0, (limit, served, refilled)
+        for api in (first, second):  # what they still hold goes back to the month
+            gate = api.application.extensions["b2b_gate"]
+            gate._lost()
+            gate.refund()
+        assert limits.quota_used(rdb, client["id"]) == served
 
 
 def test_the_limiter_survives_redis_forgetting_its_script(rdb):

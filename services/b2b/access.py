@@ -7,6 +7,19 @@ round trip as it counts (``limits.py``): a revoked, rotated or re-planned client
 from PostgreSQL at its next request in every process. The cache also expires after
 ``CACHE_SECONDS`` in case Redis lost the versions (a restart without persistence).
 
+**Leases.** A client calling often gets its calls admitted a few at a time: the script admits
+the call and up to ``LEASE_MAX`` more (never more than a quarter of what the minute and month
+still allow: ``limits.py``), and the process hands the extras to the client's next requests
+without a round trip, within ``LEASE_SECONDS``. The size adapts per client and process: none
+for the first call, doubling while leases run out before they expire, shrinking to what was
+used when they do not. One request per client and process talks to Redis at a time (the
+lease's lock), so within a process the limit edge is exact, as before; across processes a
+refusal can come early by the extras other processes hold (at most a quarter of the allowance
+left when they took them, returned to the month when unused), never late. Leased calls are
+only used while this process listens to ``limits.invalidate``'s messages (``Changes``): a
+revoked, rotated or re-planned client's lease is dropped before the next request, and without
+a listener (Redis lost, reconnecting) every call is one script again.
+
 Every refusal of a key (missing, malformed, bad checksum, unknown, wrong secret, revoked,
 expired) is the same ``unauthorized`` answer, and counts against the caller's IP: past
 ``auth_failures_per_minute`` it is ``auth_throttled`` (429), so unknown-key floods cannot
@@ -36,6 +49,11 @@ CACHE_MAX = 10_000
 PUSH_INTERVAL = 0.5
 PUSH_BATCH = 200  # entries per script (Lua's unpack stays far below its limit)
 PENDING_MAX = 100_000  # while Redis is away; beyond, the oldest are dropped (and logged)
+#: Extra calls a lease may hold at most, and how long (s) after its admission a leased call may be used.
+LEASE_MAX = 32
+LEASE_SECONDS = 1.0
+#: After a failed attempt to listen for client changes, the next one waits this long (s).
+LISTEN_RETRY_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +75,111 @@ class _Cached:
     expires: float
 
 
+class Changes:
+    """This process's subscription to ``limits.invalidate``'s channel, read without waiting.
+
+    ``poll()`` runs before a leased call is used: whatever is in the socket by then (a change
+    published before this request arrived) is applied first. ``listening`` is true only while the
+    subscription is confirmed and its connection has not failed since; ``on_change(client_id)``
+    and ``on_lost()`` are the gate's.
+    """
+
+    def __init__(self, redis, on_change: Callable[[int], None], on_lost: Callable[[], None]):
+        self.redis = redis
+        self.channel = limits.changes_channel(redis)
+        self.on_change, self.on_lost = on_change, on_lost
+        self.listening = False
+        self._pubsub = None
+        self._lock = threading.Lock()
+        self._next_try = 0.0
+
+    def start(self) -> bool:
+        """Subscribe if not listening (at most every ``LISTEN_RETRY_SECONDS``); whether listening."""
+        if self.listening or time.monotonic() < self._next_try:
+            return self.listening
+        with self._lock:
+            if self.listening:
+                return True
+            self._next_try = time.monotonic() + LISTEN_RETRY_SECONDS
+            pubsub = self.redis.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                confirmed = pubsub.get_message(timeout=1.0)  # the subscription is live once confirmed
+            except Exception:
+                pubsub.close()
+                log.warning("B2B: cannot listen for client changes; every call asks Redis", exc_info=True)
+                return False
+            if not confirmed or confirmed.get("type") != "subscribe":
+                pubsub.close()
+                return False
+            self._pubsub, self.listening = pubsub, True
+            return True
+
+    def poll(self) -> bool:
+        """Apply every change already received; whether leased calls may be used now."""
+        if not self.listening:
+            return False
+        with self._lock:
+            pubsub = self._pubsub
+            try:
+                while pubsub.connection is not None and pubsub.connection.can_read(timeout=0):
+                    message = pubsub.get_message(timeout=0)
+                    if message is not None and message.get("type") == "message":
+                        try:
+                            self.on_change(int(message["data"]))
+                        except ValueError:
+                            pass
+                return self.listening
+            except Exception:
+                log.warning("B2B: lost the client-change subscription; leases dropped", exc_info=True)
+                self.listening = False
+                self._pubsub = None
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+        self.on_lost()
+        return False
+
+
+@dataclass
+class _Lease:
+    """Calls of one client admitted in Redis and not handed out yet, in this process."""
+
+    lock: threading.Lock
+    tokens: int = 0
+    expires: float = 0.0
+    verdict: limits.Verdict | None = None
+    version: str = ""
+    counter: str = ""  # the month's counter they were counted in (refunds go there)
+    size: int = 0  # extras asked for at the next script
+    generation: int = 0  # bumped by every change heard: a lease granted across one is not kept
+
+    def take(self, now: float, version: str) -> limits.Verdict | None:
+        """One leased call, as a verdict with what the client has left counting the lease."""
+        if self.tokens <= 0 or now >= self.expires or version != self.version:
+            return None
+        self.tokens -= 1
+        return self.shown()
+
+    def shown(self) -> limits.Verdict:
+        """The lease's verdict as one call's: what is held here still counts as left."""
+        verdict = self.verdict
+        return limits.Verdict("ok", verdict.limit, verdict.remaining + self.tokens, verdict.reset_seconds, 0,
+                              verdict.quota, verdict.quota_used - self.tokens, verdict.quota_reset_seconds,
+                              granted=1)
+
+    def next_size(self, now: float) -> int:
+        """Extras to ask for: double while leases run out in time, else what the last one served."""
+        if self.verdict is None:
+            return 0
+        if self.tokens <= 0 and now < self.expires:
+            return min(LEASE_MAX, max(1, 2 * self.size))
+        if self.tokens > 0:
+            return max(0, self.size - self.tokens)
+        return self.size
+
+
 class Gate:
     def __init__(self, redis, sessions: Callable[[], AbstractContextManager[Session]],
                  auth_failures_per_minute: int = 60):
@@ -70,6 +193,11 @@ class Gate:
         self._pusher: threading.Thread | None = None
         self._pusher_lock = threading.Lock()
         self.push_interval = PUSH_INTERVAL
+        self.lease_max = LEASE_MAX  # 0: one script per call (benchmarks compare)
+        self._leases: dict[int, _Lease] = {}
+        self._leases_lock = threading.Lock()
+        self._refunds: dict[str, int] = {}  # month counter -> leased calls to give back
+        self.changes = Changes(redis, self._changed, self._lost)
 
     def log_usage(self, client_id: int, endpoint: str, method: str, status: int, latency_ms: int) -> None:
         """Queue one finished call for the usage buffer in Redis (serialized when it is sent)."""
@@ -81,7 +209,10 @@ class Gate:
             self._start_pusher()
 
     def push_usage(self) -> int:
-        """Push every waiting entry now (one RPUSH per batch); how many were pushed."""
+        """Push every waiting entry now (one RPUSH per batch); how many were pushed. Also gives
+        back leased calls that expired unused."""
+        self._expire_leases()
+        self.refund()
         pushed = 0
         while batch := self._take():
             try:
@@ -127,10 +258,69 @@ class Gate:
         except Exception:
             log.error("B2B usage: %d entries lost at exit (Redis not answering)", len(self._pending))
 
-    def check(self, raw_key: str | None, endpoint: str, ip: str) -> Decision:
+    # -- leases ---------------------------------------------------------------------------
+
+    def _lease(self, client_id: int) -> _Lease:
+        lease = self._leases.get(client_id)
+        if lease is None:
+            with self._leases_lock:
+                lease = self._leases.setdefault(client_id, _Lease(threading.Lock()))
+        return lease
+
+    def _drop(self, lease: _Lease) -> None:
+        """Forget the lease's calls (they go back to the month at the next refund)."""
+        if lease.tokens > 0:
+            self._refunds[lease.counter] = self._refunds.get(lease.counter, 0) + lease.tokens
+        lease.tokens = 0
+
+    def _changed(self, client_id: int) -> None:
+        lease = self._leases.get(client_id)
+        if lease is not None:
+            lease.generation += 1
+            self._drop(lease)
+            lease.verdict, lease.size = None, 0
+
+    def _lost(self) -> None:
+        for lease in list(self._leases.values()):
+            lease.generation += 1
+            self._drop(lease)
+
+    def _expire_leases(self) -> None:
+        now = time.monotonic()
+        for lease in list(self._leases.values()):
+            if lease.tokens > 0 and now >= lease.expires and lease.lock.acquire(blocking=False):
+                try:
+                    if now >= lease.expires:
+                        self._drop(lease)
+                finally:
+                    lease.lock.release()
+
+    def refund(self) -> int:
+        """Give the calls of dropped and expired leases back to their months now."""
+        given = 0
+        while self._refunds:
+            counter, calls = self._refunds.popitem()
+            try:
+                given += self.limiter.refund(counter, calls)
+            except Exception:  # Redis away: kept for the next push (until then the month shows them used)
+                self._refunds[counter] = self._refunds.get(counter, 0) + calls
+                raise
+        return given
+
+    def held(self, client_id: int) -> int:
+        """Calls of the client this process leased and has not used yet (counted in the month)."""
+        lease = self._leases.get(client_id)
+        return lease.tokens if lease is not None and time.monotonic() < lease.expires else 0
+
+    # -- the check ------------------------------------------------------------------------
+
+    def check(self, raw_key: str | None, endpoint: str, ip: str | Callable[[], str]) -> Decision:
+        """The decision for one request; ``ip`` (or a function giving it, called only for a refused
+        key) is what failed keys are limited by."""
         presented = keys.parse(raw_key)
         if presented is None:
             return self._refuse(endpoint, ip)
+        leasing = self.lease_max > 0 and self.changes.poll()  # changes published so far applied first
         entry = self._entry(presented.key_id)
         # Only a plan's endpoint outside this plan is refused (403, not counted); any other path
         # counts, a 404 included, as the quota's seed from api_usage assumes (limits.py).
@@ -141,25 +331,70 @@ class Gate:
                     or not credentials.usable(datetime.now(timezone.utc))):
                 return self._refuse(endpoint, ip)
             consume = not known or credentials.allows(endpoint)
-            riders = self._take()
-            try:
-                verdict = self.limiter.admit(credentials.client_id, entry.version, credentials.rate_limit_per_min,
-                                             credentials.monthly_quota, consume=consume, usage_entries=riders)
-            except Exception:
-                self._give_back(riders)
-                raise
+            if consume:
+                decision, entry = self._admit(presented.key_id, entry, credentials, endpoint, leasing)
+                if decision is not None:
+                    return decision
+                continue
+            verdict = self._script(credentials, entry.version, consume=False)
             if verdict.status == "stale":
                 entry = self._load(presented.key_id, credentials.client_id, verdict.version)
             elif verdict.status == "seed":
-                with self.sessions() as session:
-                    limits.seed_quota(self.redis, session, credentials.client_id)
-            elif not consume:
-                return Decision("forbidden", endpoint, credentials, verdict)
+                self._seed(credentials.client_id)
             else:
-                return Decision(verdict.status, endpoint, credentials, verdict)
+                return Decision("forbidden", endpoint, credentials, verdict)
         raise RuntimeError("the client changed four times during one request")
 
-    def _refuse(self, endpoint: str, ip: str) -> Decision:
+    def _admit(self, key_id: str, entry: _Cached, credentials: clients.Credentials, endpoint: str, leasing: bool
+               ) -> tuple[Decision | None, _Cached]:
+        """A counted call: from the client's lease, else one script (asking for the next lease).
+        No decision when the client row or the month's counter had to be reloaded: check again
+        (with the entry returned)."""
+        lease = self._lease(credentials.client_id)
+        with lease.lock:  # one script per client and process at a time: exact within the process
+            now = time.monotonic()
+            if not leasing and self.lease_max > 0:  # not listening when the request came: maybe now
+                leasing = self.changes.start() and self.changes.poll()
+            if leasing:
+                verdict = lease.take(now, entry.version)
+                if verdict is not None:
+                    return Decision("ok", endpoint, credentials, verdict), entry
+            size = min(self.lease_max, lease.next_size(now)) if leasing else 0  # (before the drop: it
+            self._drop(lease)  # counts what is left) expired or stale: its calls go back to the month
+            counter, generation = self.limiter.month_counter(credentials.client_id), lease.generation
+            verdict = self._script(credentials, entry.version, extra=size)
+            if verdict.status == "stale":
+                lease.verdict, lease.size = None, 0
+                return None, self._load(key_id, credentials.client_id, verdict.version)
+            if verdict.status == "seed":
+                self._seed(credentials.client_id)
+                return None, entry
+            if verdict.status == "ok":
+                lease.tokens, lease.expires, lease.size = verdict.granted - 1, now + LEASE_SECONDS, size
+                lease.verdict, lease.version = verdict, entry.version
+                lease.counter = counter
+                verdict = lease.shown()
+                if lease.generation != generation:  # the client changed while the script ran: this
+                    self._drop(lease)                # call was admitted before; its extras are not kept
+            return Decision(verdict.status, endpoint, credentials, verdict), entry
+
+    def _script(self, credentials: clients.Credentials, version: str, consume: bool = True, extra: int = 0
+                ) -> limits.Verdict:
+        """The limiter script, carrying the usage entries waiting in the process."""
+        riders = self._take()
+        try:
+            return self.limiter.admit(credentials.client_id, version, credentials.rate_limit_per_min,
+                                      credentials.monthly_quota, consume=consume, usage_entries=riders, extra=extra)
+        except Exception:
+            self._give_back(riders)
+            raise
+
+    def _seed(self, client_id: int) -> None:
+        with self.sessions() as session:
+            limits.seed_quota(self.redis, session, client_id)
+
+    def _refuse(self, endpoint: str, ip: str | Callable[[], str]) -> Decision:
+        ip = ip() if callable(ip) else ip
         verdict = self.limiter.limit_key(f"b2b:authfail:{ip}", self.auth_failures_per_minute)
         return Decision("auth_throttled" if verdict.status == "rate" else "unauthorized", endpoint, None, verdict)
 

@@ -17,6 +17,14 @@ It does, in order:
    from rest, then one call every 60/L seconds;
 4. counts the call against the month only when it passes both.
 
+A caller may ask for ``extra`` calls on top (a *lease*, ``access.Gate``): they are admitted in
+the same step, as if that many more requests had arrived at the same instant, but only up to a
+quarter of what the minute and the month still allow after the call itself, so a lease never
+takes a client to its edge: near a limit every call is one script, and exact. The answer says
+how many calls were ``granted`` (1 + extras). Leased calls not used in time are given back to
+the month (``refund``), not to the minute (giving them back there could let more than the limit
+through), so an unused lease can only make a refusal come early, never late.
+
 Before all that it appends the usage entries the caller hands it (calls this process
 finished since its last script, ``access.Gate``) to the usage buffer: the usage log rides
 on the limiter's round trip instead of costing one of its own.
@@ -46,7 +54,7 @@ USAGE_BUFFER = "b2b:usage:buffer"  # usage.BUFFER (usage.py imports this module)
 UNCOUNTED_STATUSES = (403, 429)
 
 ADMIT = """
-if #ARGV > 5 then redis.call('RPUSH', KEYS[4], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('RPUSH', KEYS[4], unpack(ARGV, 7)) end
 local expected = ARGV[1]
 if expected ~= '' then
   local version = redis.call('GET', KEYS[1]) or '0'
@@ -68,16 +76,23 @@ local slack = interval / 2
 local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tat < now then tat = now end
 local status = 'ok'
+local granted = 0
 if ARGV[4] == '1' then
-  local next_tat = tat + interval
   if quota >= 0 and used >= quota then
     status = 'quota'
-  elseif next_tat - now > window + slack then
+  elseif tat + interval - now > window + slack then
     status = 'rate'
   else
-    tat = next_tat
+    granted = 1
+    local extra = tonumber(ARGV[6])
+    if extra > 0 then
+      local fit = math.floor((window + slack - (tat - now)) / interval)
+      if quota >= 0 and quota - used < fit then fit = quota - used end
+      granted = 1 + math.max(0, math.min(extra, math.floor((fit - 1) / 4)))
+    end
+    tat = tat + granted * interval
     redis.call('SET', KEYS[2], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-    if quota >= 0 then used = redis.call('INCR', KEYS[3]) end
+    if quota >= 0 then used = redis.call('INCRBY', KEYS[3], granted) end
   end
 end
 local remaining = math.floor((window + slack - (tat - now)) / interval)
@@ -85,7 +100,16 @@ if remaining < 0 then remaining = 0 end
 local retry = 0
 if remaining == 0 then retry = math.ceil((tat + interval - window - slack - now) / 1000000) end
 if retry < 1 and status == 'rate' then retry = 1 end
-return {status, remaining, math.ceil((tat - now) / 1000000), retry, used}
+return {status, remaining, math.ceil((tat - now) / 1000000), retry, used, granted}
+"""
+#: Leased calls not used, given back to the month they were counted in (never below zero, and
+#: never creating a counter Redis lost: ``seed_quota`` rebuilds that one from ``api_usage``).
+REFUND = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if used < 0 then return 0 end
+local back = math.min(used, tonumber(ARGV[1]))
+if back > 0 then redis.call('DECRBY', KEYS[1], back) end
+return back
 """
 
 
@@ -102,6 +126,7 @@ class Verdict:
     quota_used: int = 0
     quota_reset_seconds: int = 0
     version: str | None = None
+    granted: int = 0  # calls admitted by this answer: 1 + the lease's extras (0 when refused)
 
     @property
     def quota_remaining(self) -> int | None:
@@ -160,19 +185,28 @@ class Limiter:
         self._month = _Month()
 
     def admit(self, client_id: int, version: str | None, rate_limit_per_min: int, monthly_quota: int | None,
-              consume: bool = True, usage_entries: list[bytes] = ()) -> Verdict:
+              consume: bool = True, usage_entries: list[bytes] = (), extra: int = 0) -> Verdict:
+        """One call (plus up to ``extra`` leased ones, see the module's docstring)."""
         now = time.time()
         suffix, month_ends = self._month.at(now)
         answer = self._call(
             version_key(client_id), rate_key(client_id), f"b2b:quota:{client_id}:{suffix}", USAGE_BUFFER,
             "" if version is None else version, rate_limit_per_min, -1 if monthly_quota is None else monthly_quota,
-            1 if consume else 0, WINDOW_SECONDS, *usage_entries)
+            1 if consume else 0, WINDOW_SECONDS, extra, *usage_entries)
         return self._verdict(answer, rate_limit_per_min, monthly_quota, math.ceil(month_ends - now))
+
+    def month_counter(self, client_id: int) -> str:
+        """The key of the client's counter for this month (as ``admit`` counts in it)."""
+        return f"b2b:quota:{client_id}:{self._month.at(time.time())[0]}"
+
+    def refund(self, counter: str, calls: int) -> int:
+        """Give ``calls`` leased and unused back to a month's counter; how many were."""
+        return int(self.redis.eval(REFUND, 1, counter, calls)) if calls > 0 else 0
 
     def limit_key(self, key: str, per_minute: int) -> Verdict:
         """The same GCRA on any key, without version or quota (failed authentications per IP)."""
         now = time.time()
-        answer = self._call("", key, "", USAGE_BUFFER, "", per_minute, -1, 1, WINDOW_SECONDS)
+        answer = self._call("", key, "", USAGE_BUFFER, "", per_minute, -1, 1, WINDOW_SECONDS, 0)
         return self._verdict(answer, per_minute, None, math.ceil(self._month.at(now)[1] - now))
 
     def _call(self, *keys_then_args):
@@ -201,10 +235,10 @@ class Limiter:
             return Verdict("stale", version=answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1]))
         if status == "seed":
             return Verdict("seed")
-        remaining, reset, retry, used = answer[1:5]
+        remaining, reset, retry, used, granted = answer[1:6]
         if status == "quota":
             retry = quota_reset
-        return Verdict(status, limit, remaining, reset, retry, quota, used, quota_reset)
+        return Verdict(status, limit, remaining, reset, retry, quota, used, quota_reset, granted=granted)
 
 
 def seed_quota(redis, session: Session, client_id: int, now: datetime | None = None) -> int:
@@ -224,9 +258,20 @@ def quota_used(redis, client_id: int, now: datetime | None = None) -> int | None
     return None if value is None else int(value)
 
 
+def changes_channel(redis) -> str:
+    """Where ``invalidate`` announces a change (per Redis database: deployments sharing a server
+    do not hear each other)."""
+    return f"b2b:changed:{redis.connection_pool.connection_kwargs.get('db', 0)}"
+
+
 def invalidate(redis, client_id: int) -> None:
-    """Tell every web process that the client changed (call after the commit)."""
-    redis.incr(version_key(client_id))
+    """Tell every web process that the client changed (call after the commit): the version the
+    limiter script compares, and a message to the processes' listeners (``access.Changes``),
+    which drop the client's leased calls before their next request."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.incr(version_key(client_id))
+    pipe.publish(changes_channel(redis), str(client_id))
+    pipe.execute()
 
 
 def current_version(redis, client_id: int) -> str:

@@ -162,9 +162,10 @@ def pending(redis) -> int:
 
 
 def report(session: Session, redis, client_id: int, monthly_quota: int | None, rate_limit_per_min: int,
-           start: datetime | None = None, end: datetime | None = None) -> dict:
+           start: datetime | None = None, end: datetime | None = None, held: int = 0) -> dict:
     """One client's usage: calls per UTC day and endpoint in ``[start, end)`` (default: this
-    month) from ``api_usage``, and this month's quota as the limiter counts it (live)."""
+    month) from ``api_usage``, and this month's quota as the limiter counts it (live), less
+    ``held``: calls the asking process leased and has not used (``access.Gate.held``)."""
     now = datetime.now(timezone.utc)
     start = start or limits.month_start(now)
     end = end or now + timedelta(seconds=1)
@@ -178,6 +179,7 @@ def report(session: Session, redis, client_id: int, monthly_quota: int | None, r
     used = limits.quota_used(redis, client_id, now)
     if used is None:
         used = limits.seed_quota(redis, session, client_id, now)
+    used = max(0, used - held)
     return {
         "from": start.isoformat(), "to": end.isoformat(),
         "days": [{"day": row.day.date().isoformat(), "endpoint": row.endpoint, "calls": row.calls,

@@ -123,8 +123,9 @@ def _endpoint_name(path: str) -> str:
 def _presented_key() -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key``; ``""`` (refused) when both
     are sent and differ or the Authorization scheme is not Bearer."""
-    header = request.headers.get("Authorization")
-    alternative = request.headers.get(API_KEY_HEADER)
+    environ = request.environ  # (read directly: EnvironHeaders.get costs ~10x a dict lookup)
+    header = environ.get("HTTP_AUTHORIZATION")
+    alternative = environ.get("HTTP_X_API_KEY")
     bearer = None
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
@@ -154,9 +155,15 @@ def _limit_headers(decision: Decision) -> dict[str, str]:
     return headers
 
 
+_window = [0.0, 0]  # [this month's end (Unix s), its length (s)]: computed again when it ends
+
+
 def _month_window() -> int:
-    now = datetime.now(timezone.utc)
-    return int((next_month_start(now) - month_start(now)).total_seconds())
+    if time.time() >= _window[0]:
+        now = datetime.now(timezone.utc)
+        ends = next_month_start(now)
+        _window[:] = [ends.timestamp(), int((ends - month_start(now)).total_seconds())]
+    return _window[1]
 
 
 def _refusal(decision: Decision) -> ApiError:
@@ -198,7 +205,7 @@ def init_access(app: Flask) -> None:
         g.b2b_started = time.perf_counter()
         endpoint = _endpoint_name(request.path)
         try:
-            decision = app.extensions["b2b_gate"].check(_presented_key(), endpoint, client_ip())
+            decision = app.extensions["b2b_gate"].check(_presented_key(), endpoint, client_ip)
         except (RedisError, OperationalError):
             log.exception("B2B access check failed: Redis or PostgreSQL not answering")
             raise ApiError(503, "Service Unavailable", "Keys and limits cannot be checked right now: try again "
@@ -214,8 +221,8 @@ def init_access(app: Flask) -> None:
         decision = g.get("b2b_decision")
         if decision is None:
             return response
-        for name, value in _limit_headers(decision).items():
-            response.headers.setdefault(name, value)
+        if "X-RateLimit-Limit" not in response.headers:  # a refusal carries them already
+            response.headers.extend(_limit_headers(decision))  # (setdefault each: 5 scans, ~4x the time)
         if decision.client is not None:
             latency_ms = round((time.perf_counter() - g.b2b_started) * 1000)
             rule = request.url_rule.rule if request.url_rule is not None else None

@@ -10,10 +10,9 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from services.b2b.queries import audience, search
 
-from ..feeds import paging_session
 from .access import B2B_SECURITY
 from .answers import ProfilesQuery, ProfilesResponse, SearchQuery, SearchResponse
-from .paging import PAGE_ERRORS, cursor_key
+from .paging import PAGE_ERRORS, answer_session, cursor_key
 
 api = APIBlueprint("b2b_explore", __name__, url_prefix="/api/v1",
                    abp_tags=[Tag(name="b2b: intelligence", description="Segments, trends, intents, opportunities, "
@@ -23,7 +22,7 @@ api = APIBlueprint("b2b_explore", __name__, url_prefix="/api/v1",
 @api.get("/profiles", security=B2B_SECURITY, responses={200: ProfilesResponse, **PAGE_ERRORS})
 def get_profiles(query: ProfilesQuery):
     """Aggregated user profiles with their target scores, highest chosen score first; cursor-paginated."""
-    with paging_session() as session:
+    with answer_session() as session:
         return audience.profiles(session, cursor_key(), score=query.score, min_score=query.min_score,
                                  consumer_type=query.consumer_type, experience_level=query.experience_level,
                                  region=query.region, limit=query.limit, cursor=query.cursor)
@@ -35,7 +34,7 @@ def search_posts(query: SearchQuery):
 
     Full text (web-search syntax) over the last 30 days by default; cursor-paginated.
     """
-    with paging_session() as session:
+    with answer_session() as session:
         return search.search(session, cursor_key(), query.q, query.since, query.until, product=query.product,
                              sentiment=query.sentiment, min_intent=query.min_intent, region=query.region,
                              strain=query.strain, brand=query.brand, limit=query.limit, cursor=query.cursor)

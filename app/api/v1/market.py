@@ -13,12 +13,11 @@ from flask_openapi3 import APIBlueprint, Tag
 from services.b2b.queries import entities, insights, market
 from services.intelligence.trends import KINDS
 
-from ..feeds import paging_session
 from .access import B2B_ERRORS, B2B_SECURITY
 from .answers import (BrandsQuery, BrandsResponse, InsightPath, InsightQuery, InsightResponse, IntentsQuery,
                       IntentsResponse, OpportunitiesQuery, OpportunitiesResponse, SegmentsQuery, SegmentsResponse,
                       StrainsQuery, StrainsResponse, TimeseriesQuery, TimeseriesResponse, TrendsQuery, TrendsResponse)
-from .paging import PAGE_ERRORS, cursor_key
+from .paging import PAGE_ERRORS, answer_session, cursor_key
 
 api = APIBlueprint("b2b_market", __name__, url_prefix="/api/v1",
                    abp_tags=[Tag(name="b2b: intelligence", description="Segments, trends, intents, opportunities, "
@@ -31,7 +30,7 @@ def get_segments(query: SegmentsQuery):
 
     From the hourly view mv_consumer_segments; cached until its next refresh.
     """
-    with paging_session() as session:
+    with answer_session() as session:
         return market.segments(session, query.consumer_type, query.experience_level, query.lifestyles)
 
 
@@ -42,7 +41,7 @@ def get_intents(query: IntentsQuery):
     From mv_high_intent_users (refreshed every 15 minutes); deleted posts and posts older than 24
     hours are left out at every request. Cursor-paginated.
     """
-    with paging_session() as session:
+    with answer_session() as session:
         return market.intents(session, cursor_key(), min_intent=query.min_intent, product=query.product,
                               region=query.region, since=query.since, limit=query.limit, cursor=query.cursor)
 
@@ -50,7 +49,7 @@ def get_intents(query: IntentsQuery):
 @api.get("/trends", security=B2B_SECURITY, responses={200: TrendsResponse, **B2B_ERRORS})
 def get_trends(query: TrendsQuery):
     """Rising hashtags, strains, brands and effects with velocity and supporting posts (every 15 minutes)."""
-    with paging_session() as session:
+    with answer_session() as session:
         return market.trends(session, (query.kind,) if query.kind else KINDS, query.window, query.limit,
                              query.sources)
 
@@ -58,21 +57,21 @@ def get_trends(query: TrendsQuery):
 @api.get("/opportunities", security=B2B_SECURITY, responses={200: OpportunitiesResponse, **B2B_ERRORS})
 def get_opportunities(query: OpportunitiesQuery):
     """Opportunity scores (0-100) of product categories or effects, with their parts and sample posts (hourly)."""
-    with paging_session() as session:
+    with answer_session() as session:
         return market.opportunities(session, query.kind, query.region, query.limit, query.samples)
 
 
 @api.get("/brands", security=B2B_SECURITY, responses={200: BrandsResponse, **B2B_ERRORS})
 def get_brands(query: BrandsQuery):
     """Brands by mentions, with mean sentiment (-1..1) and first/last mention (every 5 minutes)."""
-    with paging_session() as session:
+    with answer_session() as session:
         return entities.brands(session, query.min_mentions, query.limit)
 
 
 @api.get("/strains", security=B2B_SECURITY, responses={200: StrainsResponse, **B2B_ERRORS})
 def get_strains(query: StrainsQuery):
     """Strains by mentions, each with its sentiment week by week over the range (default: 12 weeks)."""
-    with paging_session() as session:
+    with answer_session() as session:
         return entities.strains(session, query.since, query.until, query.strain_type, query.min_mentions, query.limit)
 
 
@@ -83,7 +82,7 @@ def get_timeseries(query: TimeseriesQuery):
     Hours over at most 31 days, other periods over at most 366; default ranges: 2 days of hours,
     30 days, 26 weeks, 12 months.
     """
-    with paging_session() as session:
+    with answer_session() as session:
         return entities.timeseries(session, query.period, query.since, query.until)
 
 
@@ -94,5 +93,5 @@ def get_insight(path: InsightPath, query: InsightQuery):
     consumption-times, weekend-vs-weekday, effect-trends, seasonality, purchase-intent-now,
     complaint-times, brand-sentiment (docs/intelligence.md). Cached until the next time-series run.
     """
-    with paging_session() as session:
+    with answer_session() as session:
         return insights.answer(session, path.question, query.since, query.until, query.region, query.name_list())

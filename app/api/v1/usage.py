@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,6 +91,7 @@ def get_usage(query: UsageQuery):
     """
     client = current_client()
     start, end = day_range(query.start, query.end)
+    held = current_app.extensions["b2b_gate"].held(client.client_id)  # leased here, not used yet
     with session_scope() as session:
         return usage.report(session, get_redis(), client.client_id, client.monthly_quota,
-                            client.rate_limit_per_min, start, end)
+                            client.rate_limit_per_min, start, end, held=held)
