@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from flask import current_app
+
 from services.b2b import usage as usage_report
 
 from .. import bp, filters
@@ -18,8 +20,9 @@ def usage():
     chosen = filters.current()
     client = current().credentials
     with reading() as session:
+        held = current_app.extensions["b2b_gate"].held(client.client_id)  # leased here, not used yet
         report = usage_report.report(session, get_redis(), client.client_id, client.monthly_quota,
-                                     client.rate_limit_per_min, chosen.since, chosen.until)
+                                     client.rate_limit_per_min, chosen.since, chosen.until, held=held)
     per_day: dict[str, dict] = defaultdict(lambda: {"calls": 0, "errors": 0})
     for row in report["days"]:
         per_day[row["day"]]["calls"] += row["calls"]
