@@ -24,6 +24,9 @@ from .embedded import ensure_services, free_port
 
 STATE_DIR = Path(os.environ.get("CANNECT_HOME", ".cannect")).resolve()
 REPLAY_PORT = 6008
+#: The sample is ingested and classified within about a minute; its aggregates would otherwise
+#: wait for their periodic jobs (5 to 60 minutes).
+RECOMPUTE_AFTER_SECONDS = 60
 
 
 def _cannect(*args: str) -> list[str]:
@@ -73,6 +76,7 @@ def run_all(capture: str | None, events: int, speed: float, web_port: int) -> No
         "web": _cannect("web", "--port", str(web_port)),
     }
     children = {name: subprocess.Popen(argv) for name, argv in processes.items()}
+    _recompute_after_sample(RECOMPUTE_AFTER_SECONDS)
     time.sleep(1.5)
     click.echo(click.style(f"""
 Cannect is running.
@@ -81,6 +85,7 @@ Cannect is running.
   Indexer health:  http://127.0.0.1:{web_port}/health/indexer
   Metrics:         http://127.0.0.1:{web_port}/metrics
   Dashboard:       http://127.0.0.1:{web_port}/dashboard/   (B2B demo client's API key: {demo_key})
+                   (its numbers appear after a recompute of the intelligence, {RECOMPUTE_AFTER_SECONDS} s from now)
   Admin pages:     http://127.0.0.1:{web_port}/admin/       (ADMIN_TOKEN: {os.environ['ADMIN_TOKEN']})
   Notifications:   DATABASE_URL='{os.environ['DATABASE_URL']}' REDIS_URL='{os.environ['REDIS_URL']}' \\
                    .venv/bin/cannect notifications tail      (members' live notifications as they happen)
@@ -90,6 +95,17 @@ Cannect is running.
 Press Ctrl-C to stop.
 """, fg="green"))
     _supervise(children)
+
+
+def _recompute_after_sample(seconds: int) -> None:
+    """Once the sample is in: an admin ``recompute`` job (profiles, aggregates, views), so the
+    dashboard shows the sample's numbers at once instead of after the periodic jobs."""
+    import threading
+
+    start = _cannect("backfill", "start", "recompute", "-p", "what=all", "--detach")
+    timer = threading.Timer(seconds, lambda: subprocess.run(start, stdout=subprocess.DEVNULL, check=False))
+    timer.daemon = True
+    timer.start()
 
 
 def _fresh_sample(events: int) -> str:
