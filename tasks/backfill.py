@@ -136,7 +136,7 @@ ADMIN_RETRIES = 8
 
 def _wire_admin_kinds() -> None:
     """Give the kinds the queues they feed (services stay free of Dramatiq)."""
-    from services.backfill import reclassify
+    from services.backfill import kinds, reclassify
     from services.classify.pipeline import classify_posts
     from services.status import queue_depths
 
@@ -150,6 +150,7 @@ def _wire_admin_kinds() -> None:
     reclassify.HOOKS.enqueue = lambda post_ids, force: classify.request(post_ids, force)
     reclassify.HOOKS.waiting = lambda: queue_depths(app_redis()).get("classify", {}).get("pending", 0)
     reclassify.HOOKS.inline = classify_here
+    kinds.LIVE.ingest_waiting = lambda: queue_depths(app_redis()).get("ingest", {}).get("pending", 0)
 
 
 _wire_admin_kinds()

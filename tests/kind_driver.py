@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
+from services.backfill import kinds
 from services.backfill.kinds import CLASSIFY_KEY, REALTIME_KEY
 
 
@@ -25,6 +26,7 @@ def run_job(kind, scope, params: dict, max_chunks: int = 1000):
     """(planned total, done, report, ids to classify, chunks): the report's counters summed, nested
     ones as ``(key, reason)``, with ``realtime_new_posts`` the new posts its read_changed events
     name; every chunk must move the cursor on."""
+    kinds.LIVE.ingest_waiting = None  # no live ingest queue here (a worker module imported earlier may have wired one)
     params = kind.validate(params)
     with scope() as session:
         total = kind.plan(session, params)

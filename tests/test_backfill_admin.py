@@ -280,3 +280,28 @@ def test_a_duplicate_of_a_committed_chunk_does_not_start_a_second_chain(jobs):
         jobs.wait_for(lambda: show(job_id)["status"] == "done", "done")
         jobs.drain()
     assert jobs.runs() == [0, 3, 6]  # each chunk once: no second chain of messages
+
+
+def test_bulk_writers_pause_while_live_ingest_has_a_backlog(monkeypatch):
+    """yield_to_live_ingest waits while more than INGEST_BACKLOG_CEILING live batches queue up,
+    goes on once they are down (or when the depth cannot be read), and never waits unwired."""
+    from services.backfill import kinds
+
+    monkeypatch.setattr(kinds, "PAUSE_SECONDS", 0.001)
+    depths = iter([5, 3, kinds.INGEST_BACKLOG_CEILING])
+    asked = []
+    monkeypatch.setattr(kinds.LIVE, "ingest_waiting", lambda: asked.append(1) or next(depths))
+    kinds.yield_to_live_ingest()
+    assert len(asked) == 3  # two looks over the ceiling, then on
+
+    def unreadable():
+        asked.append(1)
+        raise ConnectionError("redis away")
+
+    asked.clear()
+    monkeypatch.setattr(kinds.LIVE, "ingest_waiting", unreadable)
+    kinds.yield_to_live_ingest()
+    assert len(asked) == 1
+
+    monkeypatch.setattr(kinds.LIVE, "ingest_waiting", None)
+    assert kinds.yield_to_live_ingest() == 0.0

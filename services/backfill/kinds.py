@@ -10,6 +10,8 @@ counters into the job's report, then sends the next chunk's message after its co
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Protocol
 
@@ -73,6 +75,42 @@ class AdminKind(Protocol):
 
     def run_chunk(self, sessions: SessionFactory, params: dict, cursor: dict | None) -> ChunkResult:
         """Do the next chunk from ``cursor`` (None: from the start); idempotent."""
+
+
+#: Live ingest batches that may wait on the ``ingest`` queue before a bulk writer pauses.
+INGEST_BACKLOG_CEILING = 1
+#: A bulk writer checks again after this long, and goes on anyway after ``MAX_PAUSE_SECONDS``
+#: (so that a stuck ingest worker cannot stall an import forever).
+PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
+
+
+@dataclass
+class LiveLoad:
+    """How far live ingest is behind, wired by the worker (services stay free of Dramatiq)."""
+
+    #: Messages waiting or in flight on the ``ingest`` queue; None: unknown (never pause).
+    ingest_waiting: Callable[[], int] | None = None
+
+
+LIVE = LiveLoad()
+log = logging.getLogger(__name__)
+
+
+def yield_to_live_ingest() -> float:
+    """Between two slices of a bulk write (legacy import, Jetstream replay): wait while live
+    batches queue up, so a backfill gives the cores back to the stream; the seconds waited."""
+    if LIVE.ingest_waiting is None:
+        return 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < MAX_PAUSE_SECONDS:
+        try:
+            if LIVE.ingest_waiting() <= INGEST_BACKLOG_CEILING:
+                break
+        except Exception:  # the queue's depth is advice: without it, go on
+            log.debug("backfill: ingest queue depth unknown", exc_info=True)
+            break
+        time.sleep(PAUSE_SECONDS)
+    return time.monotonic() - started
 
 
 #: Kinds by name; each kind's module registers itself with :func:`register`.

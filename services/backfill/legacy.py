@@ -38,7 +38,8 @@ from services.jetstream import POST, Skip, parse_event, record_uri
 from services.realtime import read_changed_events
 
 from . import legacy_sqlite as legacy
-from .kinds import CLASSIFY_KEY, REALTIME_KEY, ChunkResult, InvalidParams, register, require_known
+from .kinds import (CLASSIFY_KEY, REALTIME_KEY, ChunkResult, InvalidParams, register, require_known,
+                    yield_to_live_ingest)
 from .pages import LOCKED_SLICE, apply_isolated
 
 #: Edge reasons -> ours (a post record's field at fault names its own reason).
@@ -129,6 +130,7 @@ class LegacyImport:
         stored, gone, indexed, new_ids, failed, changed = set(), set(), set(), [], 0, []
         tags = frozenset(settings.cannabis_tags)
         for at in range(0, len(events), LOCKED_SLICE):  # short holds of the ingest lock: live ingest goes between
+            yield_to_live_ingest()
             part, part_uris = events[at:at + LOCKED_SLICE], uris[at:at + LOCKED_SLICE]
             with sessions() as session:
                 lock_index(session)  # applied between two stream batches, like a backfill page

@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session
 from models import Post
 from services.classify import CLASSIFICATION_VERSION
 
-from .kinds import Busy, ChunkResult, InvalidParams, SessionFactory, register, require_known
+from .kinds import Busy, ChunkResult, InvalidParams, SessionFactory, register, require_known, yield_to_live_ingest
 
 #: The job waits while the classify queue holds more messages than this.
 QUEUE_CEILING = 50
+#: Posts classified inline between two looks at live ingest's backlog.
+INLINE_SLICE = 100
 #: Seconds before a chunk that found the classify queue full tries again.
 BUSY_SECONDS = 2.0
 DEFAULT_CHUNK, MAX_CHUNK = 500, 5000
@@ -124,10 +126,16 @@ class Reclassify:
         hook = HOOKS.enqueue if mode == "queue" else HOOKS.inline
         if hook is None:
             raise RuntimeError(f"reclassify ({mode}) runs in a backfill worker (tasks/backfill.py wires it)")
-        outcome = hook(ids, force)
         if mode == "queue":
+            hook(ids, force)
             return {"queued": len(ids)}
-        return {key: getattr(outcome, key) for key in ("classified", "failed", "retry_later", "skipped", "gone")}
+        totals = dict.fromkeys(("classified", "failed", "retry_later", "skipped", "gone"), 0)
+        for at in range(0, len(ids), INLINE_SLICE):  # classified here: the cores go back to live ingest between
+            yield_to_live_ingest()
+            outcome = hook(ids[at:at + INLINE_SLICE], force)
+            for key in totals:
+                totals[key] += getattr(outcome, key)
+        return totals
 
 
 KIND = register(Reclassify())

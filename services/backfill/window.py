@@ -45,7 +45,8 @@ from services.jetstream import Skip, encodes, parse_event
 from services.outbound import Policy, RefusedDestination, make_origin, resolve_checked
 from services.realtime import read_changed_events
 
-from .kinds import CLASSIFY_KEY, REALTIME_KEY, ChunkResult, InvalidParams, register, require_known
+from .kinds import (CLASSIFY_KEY, REALTIME_KEY, ChunkResult, InvalidParams, register, require_known,
+                    yield_to_live_ingest)
 from .pages import LOCKED_SLICE, apply_isolated
 
 #: Events up to this far beyond the window's end are read (not applied) before it ends.
@@ -127,6 +128,7 @@ class JetstreamReplay:
         batch never waits for more than one slice."""
         new_ids, failed, changed = [], 0, []
         for at in range(0, len(events), LOCKED_SLICE):
+            yield_to_live_ingest()
             with sessions() as session:
                 lock_index(session)
                 changes, refused = apply_isolated(session, events[at:at + LOCKED_SLICE], tags)
