@@ -305,3 +305,17 @@ def test_bulk_writers_pause_while_live_ingest_has_a_backlog(monkeypatch):
 
     monkeypatch.setattr(kinds.LIVE, "ingest_waiting", None)
     assert kinds.yield_to_live_ingest() == 0.0
+
+
+def test_the_worker_wires_the_pause_to_the_real_ingest_queue(jobs):
+    """In a backfill worker, the depth the bulk writers look at is the ``ingest`` queue's in Redis:
+    live batches waiting are counted there, and gone once the queue is drained."""
+    from services.backfill import kinds
+    from tasks import ingest
+
+    jobs.broker.flush("ingest")  # no ingest worker here: what is sent stays waiting
+    for _ in range(kinds.INGEST_BACKLOG_CEILING + 2):
+        ingest.drain.send()
+    assert kinds.LIVE.ingest_waiting() == kinds.INGEST_BACKLOG_CEILING + 2
+    jobs.broker.flush("ingest")
+    assert kinds.LIVE.ingest_waiting() == 0
