@@ -9,6 +9,7 @@ from services.jetstream import embed_summary, record_uri, reply_refs
 
 from .changes import PostRef, View
 from .notifications import post_dids
+from .params import arrays
 
 _MEMBERS = text("SELECT did, is_cannect_user FROM profiles WHERE did = ANY(:dids)")
 _ONLY_MEMBERS = text("SELECT did FROM profiles WHERE did = ANY(:dids) AND is_cannect_user")
@@ -74,31 +75,33 @@ def load_view(session: Session, events: list[dict]) -> View:
     # subject is a member decides whose viewer state (followed_by) is refreshed.
     dids.update(subject for _, subject in follows.values())
     notified.discard(None)
-    rows = session.execute(_MEMBERS, {"dids": list(dids | notified)}).all()
+    rows = session.execute(_MEMBERS, arrays({"dids": list(dids | notified)})).all()
     view = View(
         members={did for did, member in rows if member},
         profiles={did for did, _ in rows if did in dids},
-        member_followers=dict(session.execute(_MEMBER_FOLLOWERS, {"dids": list(authors)}).all()) if authors else {},
+        member_followers=dict(session.execute(_MEMBER_FOLLOWERS, arrays({"dids": list(authors)})).all())
+        if authors else {},
         posts={uri: PostRef(author, parent, as_of)
-               for uri, author, parent, as_of in session.execute(_POSTS, {"uris": list(post_uris)})},
+               for uri, author, parent, as_of in session.execute(_POSTS, arrays({"uris": list(post_uris)}))},
         likes=likes,
         reposts=reposts,
         follows=follows,
-        orphan_replies=dict(session.execute(_ORPHAN_REPLIES, {"uris": list(created_posts)}).all())
+        orphan_replies=dict(session.execute(_ORPHAN_REPLIES, arrays({"uris": list(created_posts)})).all())
         if created_posts else {},
-        tombstones=set(session.execute(_TOMBSTONES, {"uris": list(backfilled)}).scalars()) if backfilled else set(),
+        tombstones=set(session.execute(_TOMBSTONES, arrays({"uris": list(backfilled)})).scalars())
+        if backfilled else set(),
     )
     # A like or repost notifies the author of an indexed subject: is that author a member?
     authors_of_posts = {ref.author for ref in view.posts.values()} - dids - notified
     if authors_of_posts:
-        view.members.update(session.execute(_ONLY_MEMBERS, {"dids": list(authors_of_posts)}).scalars())
+        view.members.update(session.execute(_ONLY_MEMBERS, arrays({"dids": list(authors_of_posts)})).scalars())
     doomed = [uri for uri in deleted_posts if uri in view.posts]
     if doomed:
         # A deleted reply decrements its parent: the parent must be in the view too.
         parents = {view.posts[uri].parent for uri in doomed} - set(view.posts) - {None}
         if parents:
-            view.posts.update({uri: PostRef(author, parent, as_of)
-                               for uri, author, parent, as_of in session.execute(_POSTS, {"uris": list(parents)})})
+            rows = session.execute(_POSTS, arrays({"uris": list(parents)}))
+            view.posts.update({uri: PostRef(author, parent, as_of) for uri, author, parent, as_of in rows})
         view.likes.update(_refs(session, _LIKES_OF, doomed))
         view.reposts.update(_refs(session, _REPOSTS_OF, doomed))
     return view
@@ -107,4 +110,4 @@ def load_view(session: Session, events: list[dict]) -> View:
 def _refs(session: Session, query, uris) -> dict[str, tuple[str, str]]:
     if not uris:
         return {}
-    return {uri: (a, b) for uri, a, b in session.execute(query, {"uris": list(uris)})}
+    return {uri: (a, b) for uri, a, b in session.execute(query, arrays({"uris": list(uris)}))}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models import Follow, Like, Post, Repost
 
 from .changes import POST_CONTENT, Changes
+from .params import arrays
 
 
 _BUMP_POSTS = text("""
@@ -111,25 +112,25 @@ _DELETE_POSTS = [text(f"DELETE FROM {table} WHERE {column} = ANY(:uris)") for ta
 def _write_deletes(session: Session, c: Changes) -> None:
     for attribute, statement in _DELETES:
         if getattr(c, attribute):
-            session.execute(statement, {"uris": list(getattr(c, attribute))})
+            session.execute(statement, arrays({"uris": list(getattr(c, attribute))}))
     if c.deleted_posts:
         for statement in _DELETE_POSTS:
-            session.execute(statement, {"uris": list(c.deleted_posts)})
+            session.execute(statement, arrays({"uris": list(c.deleted_posts)}))
     if c.deleted_notification_reasons:
-        session.execute(_DELETE_NOTIFICATIONS, {"uris": list(c.deleted_notification_reasons)})
+        session.execute(_DELETE_NOTIFICATIONS, arrays({"uris": list(c.deleted_notification_reasons)}))
     if c.tombstones:
         write_tombstones(session, c.tombstones)
 
 
 def write_tombstones(session: Session, tombstones: dict[str, int]) -> None:
     uris = sorted(tombstones)  # a stable order keeps concurrent writers from deadlocking
-    session.execute(_TOMBSTONES, {"uris": uris, "times": [tombstones[u] for u in uris]})
+    session.execute(_TOMBSTONES, arrays({"uris": uris, "times": [tombstones[u] for u in uris]}))
 
 
 def _write_inserts(session: Session, c: Changes) -> None:
     connection = session.connection()
     if c.new_profiles:
-        connection.execute(_ENSURE_PROFILES, {"dids": sorted(c.new_profiles)})
+        connection.execute(_ENSURE_PROFILES, arrays({"dids": sorted(c.new_profiles)}))
     if c.post_rows:
         connection.execute(_UPSERT_POSTS, list(c.post_rows.values()))
     for _, attribute, statement in _INSERTS:
@@ -144,37 +145,39 @@ def _write_notifications(session: Session, c: Changes) -> None:
     if not rows:
         return
     records = [None if r["reason_record"] is None else orjson.dumps(r["reason_record"]).decode() for r in rows]
-    c.notification_ids = list(session.execute(_INSERT_NOTIFICATIONS, {
+    c.notification_ids = list(session.execute(_INSERT_NOTIFICATIONS, arrays({
         "recipients": [r["recipient_did"] for r in rows], "types": [r["type"] for r in rows],
         "actors": [r["actor_did"] for r in rows], "subjects": [r["subject_uri"] for r in rows],
         "reasons": [r["reason_uri"] for r in rows], "cids": [r["reason_cid"] for r in rows],
-        "records": records}).scalars())
+        "records": records})).scalars())
 
 
 def _write_counters(session: Session, c: Changes) -> None:
     deltas = {uri: d for uri, d in c.post_deltas.items() if any(d) and uri not in c.deleted_posts}
     if deltas:
         uris = sorted(deltas)  # a stable order keeps concurrent writers from deadlocking
-        session.execute(_BUMP_POSTS, {"uris": uris, "likes": [deltas[u][0] for u in uris],
-                                      "reposts": [deltas[u][1] for u in uris], "replies": [deltas[u][2] for u in uris]})
+        session.execute(_BUMP_POSTS, arrays({"uris": uris, "likes": [deltas[u][0] for u in uris],
+                                             "reposts": [deltas[u][1] for u in uris],
+                                             "replies": [deltas[u][2] for u in uris]}))
     deltas = {did: d for did, d in c.profile_deltas.items() if any(d)}
     if deltas:
         dids = sorted(deltas)
-        session.execute(_BUMP_PROFILES, {"dids": dids, "followers": [deltas[d][0] for d in dids],
-                                         "following": [deltas[d][1] for d in dids], "posts": [deltas[d][2] for d in dids]})
+        session.execute(_BUMP_PROFILES, arrays({"dids": dids, "followers": [deltas[d][0] for d in dids],
+                                                "following": [deltas[d][1] for d in dids],
+                                                "posts": [deltas[d][2] for d in dids]}))
 
 
 def _write_profiles(session: Session, c: Changes) -> None:
     if c.profile_records:
         dids = sorted(c.profile_records)
         records = [c.profile_records[d] for d in dids]
-        session.execute(_PROFILE_RECORDS, {
+        session.execute(_PROFILE_RECORDS, arrays({
             "dids": dids, "names": [r.get("displayName") for r in records],
             "descriptions": [r.get("description") for r in records],
-            "avatars": [r.get("avatar") for r in records], "banners": [r.get("banner") for r in records]})
+            "avatars": [r.get("avatar") for r in records], "banners": [r.get("banner") for r in records]}))
     if c.account_statuses:
-        session.execute(_ACCOUNT_STATUS, {"dids": list(c.account_statuses),
-                                          "statuses": list(c.account_statuses.values())})
+        session.execute(_ACCOUNT_STATUS, arrays({"dids": list(c.account_statuses),
+                                                 "statuses": list(c.account_statuses.values())}))
 
 
 def _write_viewer_state(session: Session, c: Changes) -> None:
@@ -188,8 +191,8 @@ def refresh_viewer_state(session: Session, post_pairs, follow_pairs) -> None:
     """
     if post_pairs:
         pairs = sorted(post_pairs)
-        session.execute(_VIEWER_POSTS, {"users": [u for u, _ in pairs], "posts": [p for _, p in pairs]})
+        session.execute(_VIEWER_POSTS, arrays({"users": [u for u, _ in pairs], "posts": [p for _, p in pairs]}))
     if follow_pairs:
         pairs = sorted(follow_pairs)
-        session.execute(_VIEWER_FOLLOWS, {"users": [u for u, _ in pairs], "targets": [t for _, t in pairs]})
+        session.execute(_VIEWER_FOLLOWS, arrays({"users": [u for u, _ in pairs], "targets": [t for _, t in pairs]}))
 
