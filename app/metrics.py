@@ -29,14 +29,22 @@ def init_app(app: Flask) -> None:
     def _start_timer():
         g._started = time.perf_counter()
 
+    latency_of: dict[tuple[str, str], object] = {}  # (endpoint, method) -> its histogram child
+
     @app.after_request
     def _observe(response):
-        if request.url_rule is not None and request.url_rule.websocket:
+        rule = request.url_rule
+        if rule is not None and rule.websocket:
             return response  # a socket's lifetime is not a request latency
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUEST_LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - g.get("_started", time.perf_counter()))
+        endpoint, method = rule.rule if rule is not None else "unmatched", request.method
+        histogram = latency_of.get((endpoint, method))
+        if histogram is None:  # labels() validates and locks: once per route and method (a bounded set)
+            histogram = REQUEST_LATENCY.labels(endpoint, method)
+            if rule is not None:
+                latency_of[(endpoint, method)] = histogram
+        histogram.observe(time.perf_counter() - g.get("_started", time.perf_counter()))
         if response.status_code >= 400:
-            REQUEST_ERRORS.labels(endpoint, request.method, str(response.status_code)).inc()
+            REQUEST_ERRORS.labels(endpoint, method, str(response.status_code)).inc()
         return response
 
     @app.get("/metrics")

@@ -4,8 +4,8 @@ and without the answer cache, with and without the limiter.
 A scratch database gets ``--posts`` classified posts (default 1,000,000; ``bench/aggregates.py``'s
 seeding, with post texts drawn from a vocabulary so that full-text search has words to find),
 then the jobs behind the endpoints run once (the three materialized views, trends, opportunity
-scores). Three gunicorn servers (``cannect/gunicorn_conf.py`` as deployed), one after the other,
-serve the app:
+scores). Four gunicorn servers (``cannect/gunicorn_conf.py`` as deployed, ``DB_POOL_SIZE=3`` so that
+all fit in PostgreSQL's connections), all running at once, serve the app:
 
 - ``api``: as in production (key check, limiter script in Redis with leases, usage log, answer cache);
 - ``no-lease``: the same with one limiter script per request (``bench/b2b_limits.py``'s
@@ -16,11 +16,13 @@ serve the app:
 - ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
 
 Each of ``/api/v1/segments``, ``trends``, ``intents``, ``opportunities`` and ``search`` (a few
-URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (the load generator
-of ``bench/api.py``) on each server in turn. *bare SQL* replays, through psycopg with as many
-connections, the statements the app executes for the same URLs when nothing is cached
-(recorded in-process), each request's statements in one transaction. Ratios printed:
-api / bare SQL and limiter cost = 1 - api / no-limiter (the same for no-lease).
+URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (:func:`load_http`: a
+minimal HTTP client, where httpx cost more CPU per request than the server) on each server in
+turn, then *bare SQL*: the statements the app executes for the same URLs when nothing is cached
+(recorded in-process), replayed through psycopg with as many connections, one by one in
+autocommit as the app runs them. Runs of the five sides alternate, ``--rounds`` times (merged),
+so that the noise of the shared machine falls on all of them alike. Ratios printed: api / bare
+SQL and limiter cost = 1 - api / no-limiter (the same for no-lease).
 
 Last, one client in-process (Flask's test client) with the cache on and off, interleaved: the
 latency each request saves, without queueing.
@@ -30,13 +32,14 @@ it where answers come from the cache.
 
 Usage (the database is created and dropped; DATABASE_URL only reaches the server):
     DATABASE_URL=postgresql://root@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/6 \\
-        .venv/bin/python bench/b2b.py [--posts 1000000] [--seconds 8] [--clients 16,64]
+        .venv/bin/python bench/b2b.py [--posts 1000000] [--seconds 8] [--clients 16,64] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -78,11 +81,13 @@ def bench_app():
     return limits_app()
 
 
-def start_server(env: dict, log: Path):
-    """gunicorn with the deployed config, serving :func:`bench_app` (tests/harness.py's Web)."""
+def start_server(env: dict, log: Path, tree: Path = ROOT):
+    """gunicorn with the deployed config, serving :func:`bench_app` (tests/harness.py's Web) of
+    this checkout, or of ``tree`` (another checkout of the code: its modules come first)."""
     from harness import Web
 
-    return Web(env, log, app="b2b:bench_app()", pythonpath=str(ROOT / "bench"))
+    path = str(ROOT / "bench") if tree == ROOT else f"{tree},{tree / 'bench'}"
+    return Web(env, log, app="b2b:bench_app()", pythonpath=path)
 
 
 def seed(url: str, posts: int) -> None:
@@ -132,6 +137,88 @@ def record(env: dict, key: str) -> dict:
     return recordings
 
 
+async def load_http(base: str, urls: list[str], headers: dict, clients: int, seconds: float) -> dict:
+    """``bench/api.py``'s ``load_api`` with a minimal HTTP/1.1 keep-alive client instead of httpx:
+    httpx spends about 1.5 ms of CPU per request, on the same two cores as the server, so the
+    generator (not the server) set the pace of cached answers; this one spends a few tens of us.
+    Answers must carry a Content-Length (the app's JSON answers do)."""
+    from api import summary
+
+    host, port = base.removeprefix("http://").split(":")
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    requests = [f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() for url in urls]
+    errors: dict[str, int] = {}
+
+    async def worker(offset: int, until: float, out: list | None):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        n = offset
+        try:
+            while time.perf_counter() < until:
+                start = time.perf_counter()
+                writer.write(requests[n % len(requests)])
+                n += 1
+                status, length = await _read_head(reader)
+                await reader.readexactly(length)
+                if status != 200:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+                elif out is not None:
+                    out.append(time.perf_counter() - start)
+        finally:
+            writer.close()
+
+    warm_until = time.perf_counter() + min(2.0, seconds / 4)
+    await asyncio.gather(*(worker(i, warm_until, None) for i in range(clients)))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i, start + seconds, latencies) for i in range(clients)))
+    result = summary(latencies, time.perf_counter() - start)
+    result["errors"] = errors
+    return result
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Status and Content-Length of the next answer on a keep-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return status, int(value)
+    raise RuntimeError("an answer without Content-Length: " + head.decode(errors="replace"))
+
+
+async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, seconds: float) -> dict:
+    """``bench/api.py``'s ``load_bare`` with the transaction shape of the B2B endpoints: their
+    statements run one by one in autocommit (``app/api/v1/paging.py``: no BEGIN/COMMIT round
+    trips), so the bare side runs them so too."""
+    import psycopg
+    from api import summary
+
+    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(clients)]
+    try:
+        async def worker(conn, offset: int, until: float, out: list | None):
+            n = offset
+            while time.perf_counter() < until:
+                statements = runs[n % len(runs)]
+                n += 1
+                start = time.perf_counter()
+                for statement, params in statements:
+                    await (await conn.execute(statement, params)).fetchall()
+                if out is not None:
+                    out.append(time.perf_counter() - start)
+
+        warm_until = time.perf_counter() + min(2.0, seconds / 4)
+        await asyncio.gather(*(worker(c, i, warm_until, None) for i, c in enumerate(conns)))
+        latencies: list[float] = []
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(c, i, start + seconds, latencies) for i, c in enumerate(conns)))
+        return summary(latencies, time.perf_counter() - start)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=1_000_000)
@@ -141,11 +228,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (its URL is printed)")
     parser.add_argument("--reuse", metavar="URL", help="measure a kept database again instead of seeding one")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the recorded statements")
+    parser.add_argument("--before", metavar="DIR", type=Path,
+                        help="also serve another checkout (e.g. `git worktree add DIR HEAD~1`) as mode 'before', "
+                             "interleaved with the others: a before/after inside one run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved runs per endpoint and mode (merged)")
     parser.add_argument("--requests", type=int, default=200, help="requests per URL set in the one-client run")
     parser.add_argument("--single-only", action="store_true",
                         help="only the one-client in-process run (with --reuse: seconds instead of minutes)")
     args = parser.parse_args()
-    from api import load_api, load_bare
+    from api import merge
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
 
@@ -162,7 +253,9 @@ def main() -> None:
         env.update(DATABASE_URL=url, REDIS_URL=redis_url, JWT_SECRET=SECRET, LOG_LEVEL="WARNING",
                    PYTHONUNBUFFERED="1", RATE_LIMIT_IP="100000000/minute", RATE_LIMIT_USER="100000000/minute")
         env.setdefault("WEB_CONCURRENCY", "2")
-        env.setdefault("DB_POOL_SIZE", "12")  # 2 workers x (12 + 5): the server's 100 connections are shared
+        # Up to five servers at once, 2 workers each: (3 + 5) connections at most per worker, 3 kept when
+        # idle; PostgreSQL's 100 connections are shared with the bare side's (up to --clients).
+        env.setdefault("DB_POOL_SIZE", "3")
         if args.single_only:
             single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
             return
@@ -173,25 +266,29 @@ def main() -> None:
             explain(url, {name: recordings[name] for name in chosen})
         modes = {"api": {}, "no-lease": {"B2B_BENCH_MODE": "exact"}, "no-limiter": {"B2B_BENCH_MODE": "bare"},
                  "no-cache": {"B2B_BENCH_CACHE": "off"}}
-        with tempfile.TemporaryDirectory() as logs:
-            for mode, extra in modes.items():  # one server at a time: the database server's connections are shared
-                server = start_server(dict(env, **extra), Path(logs) / f"{mode}.log")
-                try:
-                    for name in chosen:
-                        for clients in concurrency:
+        runs: dict[tuple[str, str, int], list[dict]] = {}
+        with tempfile.TemporaryDirectory() as logs, contextlib.ExitStack() as stack:
+            servers = {}
+            for mode, extra in modes.items():  # all at once, their runs interleaved: the same noise for each
+                servers[mode] = start_server(dict(env, **extra), Path(logs) / f"{mode}.log")
+                stack.callback(servers[mode].stop)
+            if args.before:
+                servers["before"] = start_server(env, Path(logs) / "before.log", args.before.resolve())
+                stack.callback(servers["before"].stop)
+            for _ in range(args.rounds):
+                for name in chosen:
+                    for clients in concurrency:
+                        for mode, server in servers.items():
                             headers = {"Authorization": f"Bearer {new_key(env)}"}
-                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], headers, clients,
-                                                          args.seconds))
-                            results[(name, mode, clients)] = result
+                            result = asyncio.run(load_http(server.http, ENDPOINTS[name], headers, clients,
+                                                           args.seconds))
+                            runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
-                finally:
-                    server.stop()
-        for name in chosen:
-            for clients in concurrency:
-                result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds))
-                results[(name, "bare SQL", clients)] = result
-                show(name, "bare SQL", clients, result)
-        report(results, chosen, concurrency, args.posts)
+                        result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds))
+                        runs.setdefault((name, "bare SQL", clients), []).append(result)
+                        show(name, "bare SQL", clients, result)
+        results = {key: merge(parts) for key, parts in runs.items()}
+        report(results, chosen, concurrency, _posts_in(url) if args.reuse else args.posts)
         single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
     finally:
         import redis
@@ -201,6 +298,13 @@ def main() -> None:
             print(f"kept {url}")
         else:
             drop_database(admin_url, url)
+
+
+def _posts_in(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM posts").fetchone()[0]
 
 
 def single_client(env: dict, keys: list[str], names: list[str], requests: int) -> None:
@@ -255,15 +359,19 @@ def show(name: str, mode: str, clients: int, result: dict) -> None:
 
 def report(results: dict, names: list[str], concurrency: list[int], posts: int) -> None:
     print(f"\n{posts:,} classified posts; req/s (p95 ms)")
-    head = f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>18}" for m in (*MODES, "bare SQL"))
-    print(head + f" {'api/bare':>9} {'no-lease/bare':>14} {'limiter cost':>13} {'no-lease cost':>14}")
+    before = ("before",) if any(mode == "before" for _, mode, _ in results) else ()
+    columns = (*MODES, "bare SQL", *before)
+    head = f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>18}" for m in columns)
+    print(head + f" {'api/bare':>9} {'no-lease/bare':>14} {'limiter cost':>13} {'no-lease cost':>14}"
+          + (f" {'api/before':>11}" if before else ""))
     for name in names:
         for clients in concurrency:
-            row = [results[(name, mode, clients)] for mode in (*MODES, "bare SQL")]
+            row = [results[(name, mode, clients)] for mode in columns]
             cells = " ".join(f"{r['rps']:>9.0f} ({r['p95']:>5.1f})" for r in row)
             api, no_lease, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[2]["rps"], row[4]["rps"]
             print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_lease / bare:>14.2f} "
-                  f"{1 - api / no_limiter:>13.1%} {1 - no_lease / no_limiter:>14.1%}")
+                  f"{1 - api / no_limiter:>13.1%} {1 - no_lease / no_limiter:>14.1%}"
+                  + (f" {api / row[5]['rps']:>11.2f}" if before else ""))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import select
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -92,6 +93,7 @@ class Changes:
         self._pubsub = None
         self._lock = threading.Lock()
         self._next_try = 0.0
+        self._drained = False  # nothing left in the parser's buffer since the last full read
 
     def start(self) -> bool:
         """Subscribe if not listening (at most every ``LISTEN_RETRY_SECONDS``); whether listening."""
@@ -112,7 +114,7 @@ class Changes:
             if not confirmed or confirmed.get("type") != "subscribe":
                 pubsub.close()
                 return False
-            self._pubsub, self.listening = pubsub, True
+            self._pubsub, self.listening, self._drained = pubsub, True, False
             return True
 
     def poll(self) -> bool:
@@ -122,6 +124,9 @@ class Changes:
         with self._lock:
             pubsub = self._pubsub
             try:
+                if self._drained and _quiet(pubsub.connection):
+                    return self.listening
+                self._drained = False
                 while pubsub.connection is not None and pubsub.connection.can_read(timeout=0):
                     message = pubsub.get_message(timeout=0)
                     if message is not None and message.get("type") == "message":
@@ -129,6 +134,7 @@ class Changes:
                             self.on_change(int(message["data"]))
                         except ValueError:
                             pass
+                self._drained = True
                 return self.listening
             except Exception:
                 log.warning("B2B: lost the client-change subscription; leases dropped", exc_info=True)
@@ -140,6 +146,31 @@ class Changes:
                     pass
         self.on_lost()
         return False
+
+
+def _unpatched_poll():
+    """``select.poll`` as the OS has it: under gevent the patched one goes through the hub (a
+    poll of the subscription per request was ~7% of a cached answer's time)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return select.poll
+    return monkey.get_original("select", "poll")
+
+
+_poll = _unpatched_poll()
+
+
+def _quiet(connection) -> bool:
+    """Whether the subscription's socket has nothing to read (nor an error or hang-up to report),
+    asked without waiting. Only meaningful while the parser holds nothing (``Changes._drained``):
+    then a quiet socket means no message arrived."""
+    sock = getattr(connection, "_sock", None) if connection is not None else None
+    if sock is None or (hasattr(sock, "pending") and sock.pending()):
+        return False
+    poller = _poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from services.b2b.limits import month_start, next_month_start
 from services.db import session_scope
 
 from ...errors import ApiError
-from ...extensions import client_ip, limiter
+from ...extensions import client_ip, unlimited_when
 from ...schemas import Problem
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,7 @@ def init_access(app: Flask) -> None:
     app.security_schemes.update(SECURITY_SCHEMES)
     app.extensions["b2b_gate"] = Gate(app.extensions["redis"], session_scope,
                                       app.config["SETTINGS"].b2b_auth_failures_per_minute)
-    if _exempt_from_app_limits not in limiter._request_filters:
-        limiter.request_filter(_exempt_from_app_limits)
+    unlimited_when(_exempt_from_app_limits)
 
     @app.before_request
     def _check_api_key():

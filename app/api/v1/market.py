@@ -17,7 +17,7 @@ from .access import B2B_ERRORS, B2B_SECURITY
 from .answers import (BrandsQuery, BrandsResponse, InsightPath, InsightQuery, InsightResponse, IntentsQuery,
                       IntentsResponse, OpportunitiesQuery, OpportunitiesResponse, SegmentsQuery, SegmentsResponse,
                       StrainsQuery, StrainsResponse, TimeseriesQuery, TimeseriesResponse, TrendsQuery, TrendsResponse)
-from .paging import PAGE_ERRORS, answer_session, cursor_key
+from .paging import PAGE_ERRORS, answer_session, cursor_key, json_body
 
 api = APIBlueprint("b2b_market", __name__, url_prefix="/api/v1",
                    abp_tags=[Tag(name="b2b: intelligence", description="Segments, trends, intents, opportunities, "
@@ -31,7 +31,8 @@ def get_segments(query: SegmentsQuery):
     From the hourly view mv_consumer_segments; cached until its next refresh.
     """
     with answer_session() as session:
-        return market.segments(session, query.consumer_type, query.experience_level, query.lifestyles)
+        return json_body(market.segments_json(session, query.consumer_type, query.experience_level,
+                                              query.lifestyles))
 
 
 @api.get("/intents", security=B2B_SECURITY, responses={200: IntentsResponse, **PAGE_ERRORS})

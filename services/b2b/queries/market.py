@@ -47,16 +47,23 @@ def segments(session: Session, consumer_type: str | None = None, experience_leve
              lifestyles: int = 5) -> dict:
     """Consumer type × experience level over the last 30 days (``mv_consumer_segments``)."""
     params = {"consumer_type": consumer_type, "experience_level": experience_level, "lifestyles": lifestyles}
+    return cache.answer(session, "segments", params, JOBS["segments"], lambda s: _segments(s, params))
 
-    def compute(s: Session) -> dict:
-        rows = [{"consumer_type": r["consumer_type"], "experience_level": r["experience_level"],
-                 "user_count": r["user_count"], "post_count": r["post_count"],
-                 "avg_sentiment": _num(r["avg_sentiment"]), "avg_intent": _num(r["avg_intent"]),
-                 "common_lifestyles": list(r["common_lifestyles"] or [])}
-                for r in s.execute(_SEGMENTS, params).mappings()]
-        return {"window_days": 30, "total_posts": sum(r["post_count"] for r in rows), "segments": rows}
 
-    return cache.answer(session, "segments", params, JOBS["segments"], compute)
+def segments_json(session: Session, consumer_type: str | None = None, experience_level: str | None = None,
+                  lifestyles: int = 5) -> bytes:
+    """:func:`segments` as its JSON body, cached as such: the whole answer comes from the view."""
+    params = {"consumer_type": consumer_type, "experience_level": experience_level, "lifestyles": lifestyles}
+    return cache.answer_json(session, "segments", params, JOBS["segments"], lambda s: _segments(s, params))
+
+
+def _segments(session: Session, params: dict) -> dict:
+    rows = [{"consumer_type": r["consumer_type"], "experience_level": r["experience_level"],
+             "user_count": r["user_count"], "post_count": r["post_count"],
+             "avg_sentiment": _num(r["avg_sentiment"]), "avg_intent": _num(r["avg_intent"]),
+             "common_lifestyles": list(r["common_lifestyles"] or [])}
+            for r in session.execute(_SEGMENTS, params).mappings()]
+    return {"window_days": 30, "total_posts": sum(r["post_count"] for r in rows), "segments": rows}
 
 
 # -- intents ----------------------------------------------------------------------------------
