@@ -60,9 +60,12 @@ def init_app(app: Flask, settings) -> None:
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
          allow_headers=["Authorization", "Content-Type"], max_age=600)
     _remember_cors_headers(app)
-    from . import ratelimit_storage  # noqa: F401  (registers cannect+redis://: headers without extra round trips)
+    # Registers cannect+redis:// (headers without extra round trips) and the leased fixed window
+    # (most requests make no rate-limit round trip; never admits past a limit).
+    from . import ratelimit_storage  # noqa: F401
 
-    app.config.update(RATELIMIT_STORAGE_URI="cannect+" + settings.redis_url, RATELIMIT_STRATEGY="fixed-window",
+    app.config.update(RATELIMIT_STORAGE_URI="cannect+" + settings.redis_url,
+                      RATELIMIT_STRATEGY="cannect-leased-fixed-window",
                       RATELIMIT_STORAGE_OPTIONS={"connection_pool": pool})
     limiter.init_app(app)
     _skip_limiter_when_unlimited(app)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.pagination import decode_cursor, page
+from services.read_cache import PAGE_ROWS
 from services.views import post_views
 
 GLOBAL = "SELECT uri, sort_at, cid FROM posts WHERE has_cannabis_hashtag {after}"      # idx_posts_cannabis
@@ -93,7 +94,21 @@ def local_feed(session: Session, limit: int, cursor: str | None, viewer: str | N
     return post_page(session, LOCAL, {}, limit, cursor, viewer, cdn, cache=cache, cache_key=("f", "local"))
 
 
+_FOLLOWED = text("SELECT DISTINCT following_did FROM follows WHERE follower_did = :viewer")
+
+
 def following_feed(session: Session, viewer: str, limit: int, cursor: str | None, cdn: str, cache=None):
-    """Its keys are the viewer's own, read each time; the views come from the cache."""
-    return post_page(session, FOLLOWING, {"viewer": viewer}, limit, cursor, viewer, cdn, cache=cache)
+    """With a read cache, the first page's keys are the viewer's own cache entry, valid while
+    the viewer's follows (their profile's counts) and the followed accounts' post lists (their
+    profile tabs) did not change."""
+    if cache is None or cursor is not None:
+        return post_page(session, FOLLOWING, {"viewer": viewer}, limit, cursor, viewer, cdn, cache=cache)
+
+    def read():
+        followed = session.execute(_FOLLOWED, {"viewer": viewer}).scalars().all()
+        rows = page_keys(session, FOLLOWING, {"viewer": viewer}, PAGE_ROWS - 1, None)
+        return rows, [("a", viewer)] + [("tab", did, "posts") for did in followed]
+
+    rows = cache.dependent(("following", viewer), read)
+    return hydrate_page(session, rows[:limit + 1], limit, viewer, cdn, cache)
 

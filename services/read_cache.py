@@ -2,8 +2,11 @@
 
 What is cached, per process: the anonymous part of post views (record, counts, reply/quote)
 and, apart, their authors' part (handle, name, avatar); profile views without the viewer's
-follow state; handle -> DID; and the first 101 keys of the global and local feeds and of each
-profile tab. The viewer's own state (like, repost, following) is read per request and laid
+follow state; handle -> DID; the first 101 keys of the global and local feeds and of each
+profile tab; and *dependent* entries, valid while the entries they were computed from are:
+thread structures (valid while none of their posts, nor the missing parent above them,
+changed) and the first 101 keys of a member's Following feed (valid while the member's
+follows and the followed accounts' post lists did not change). The viewer's own state (like, repost, following) is read per request and laid
 over the cached views, so one entry serves every viewer.
 
 Exactness rests on three rules (see docs/performance.md):
@@ -82,6 +85,7 @@ class ReadCache:
         self._floor = 0                    # fills with an older ticket are never stored
         self._dirty: dict[tuple, int] = {}  # key -> seq of its last invalidation
         self._handles: dict[str, set[str]] = {}  # did -> handles cached as naming it
+        self._dependents: dict[tuple, set[tuple]] = {}  # key -> dependent entries computed from it
         self.enabled = False               # the stream reader is reading (set by the hub)
         self.hits = self.misses = self.refused = self.flushes = 0
 
@@ -103,6 +107,7 @@ class ReadCache:
             self._entries.clear()
             self._dirty.clear()
             self._handles.clear()
+            self._dependents.clear()
             self.flushes += 1
 
     def apply(self, kind: str, key: str, body: bytes | str | None = None) -> None:
@@ -150,6 +155,9 @@ class ReadCache:
             for key in keys:
                 self._entries.pop(key, None)
                 self._dirty[key] = self._seq
+                for dependent in self._dependents.pop(key, ()):
+                    self._entries.pop(dependent, None)
+                    self._dirty[dependent] = self._seq
             if len(self._dirty) > self.max_entries:
                 # Forget old invalidations; refusing every fill in flight keeps that exact.
                 self._dirty.clear()
@@ -161,13 +169,19 @@ class ReadCache:
         """Take before reading the database for a fill; give to :meth:`store`."""
         return self._seq
 
-    def store(self, ticket: int, items: Iterable[tuple[tuple, object]]) -> None:
-        """Store what was read since ``ticket``, except entries invalidated meanwhile."""
+    def store(self, ticket: int, items: Iterable[tuple[tuple, object]], depends: Iterable[tuple] = ()) -> None:
+        """Store what was read since ``ticket``, except entries invalidated meanwhile. With
+        ``depends``, the items are dropped whenever one of those keys is invalidated, and not
+        stored if one was invalidated since the ticket."""
         now = time.monotonic()
+        depends = list(depends)
         with self._lock:
-            if ticket < self._floor or not self.enabled:
+            if ticket < self._floor or not self.enabled or any(self._dirty.get(key, -1) > ticket for key in depends):
                 self.refused += 1
                 return
+            if depends:
+                items = list(items)
+                self._register_dependents([key for key, _ in items], depends)
             for key, value in items:
                 if self._dirty.get(key, -1) > ticket:  # an event came after the read began
                     self.refused += 1
@@ -177,6 +191,17 @@ class ReadCache:
                     self._handles.setdefault(value, set()).add(key[1])
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def _register_dependents(self, keys: list[tuple], depends: list[tuple]) -> None:
+        if len(self._dependents) > 4 * self.max_entries:
+            # Entries evicted by age or size leave their registrations behind: start again, and
+            # drop the dependent entries that were registered, which lose their guard.
+            for dependents in self._dependents.values():
+                for key in dependents:
+                    self._entries.pop(key, None)
+            self._dependents.clear()
+        for depend in depends:
+            self._dependents.setdefault(depend, set()).update(keys)
 
     def get(self, key: tuple):
         entry = self._entries.get(key)
@@ -294,6 +319,21 @@ class ReadCache:
         if did is not None:
             self.store(ticket, [(("h", actor), did)])
         return did
+
+    def dependent(self, key: tuple, read):
+        """A value computed from the database that stays valid while the entries it depends on
+        do: ``read()`` returns ``(value, depends)``, the keys whose invalidation makes the value
+        stale. A value of None (nothing found) is not stored."""
+        value = self.get(key)
+        if value is not None:
+            self.hits += 1
+            return value
+        self.misses += 1
+        ticket = self.ticket()
+        value, depends = read()
+        if value is not None:
+            self.store(ticket, [(key, value)], depends)
+        return value
 
     def first_page(self, key: tuple, read) -> list:
         """The first :data:`PAGE_ROWS` keys of a page; ``read(PAGE_ROWS - 1)`` fetches them (as

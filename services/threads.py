@@ -58,12 +58,23 @@ REPLIES = "SELECT uri, sort_at, cid FROM posts WHERE reply_parent_uri = :uri {af
 
 def post_thread(session: Session, uri: str, depth: int, parent_height: int,
                 viewer: str | None, cdn: str, cache=None) -> dict | None:
-    """The thread around ``uri``, or None when the post is not in the index."""
-    chain = _parent_chain(session, uri, parent_height)
-    if not chain:
+    """The thread around ``uri``, or None when the post is not in the index.
+
+    With a read cache, the structure (parents and reply rows) comes from it: it stays valid
+    while none of its posts changed (a new reply counts on its parent, a delete names the
+    post) and the missing parent above the chain, if any, was not indexed."""
+    def read():
+        structure = _structure(session, uri, depth, parent_height)
+        if structure is None:
+            return None, ()
+        chain, replies = structure
+        named = [row.uri for row in chain] + [row.uri for row in replies] + [chain[-1].parent]
+        return structure, [("p", name) for name in named if name]
+
+    structure = cache.dependent(("t", uri, depth, parent_height), read) if cache is not None else read()[0]
+    if structure is None:
         return None
-    seen = {row.uri for row in chain}
-    replies = _reply_rows(session, uri, depth, seen) if depth > 0 else []
+    chain, replies = structure
     views = {view["uri"]: view for view in
              post_views(session, [row.uri for row in chain] + [row.uri for row in replies], viewer, cdn, cache)}
     if uri not in views:  # deleted between the statements
@@ -83,6 +94,15 @@ def post_replies(session: Session, uri: str, limit: int, cursor: str | None,
     if session.execute(_EXISTS, {"uri": uri}).first() is None:
         return None
     return post_page(session, REPLIES, {"uri": uri}, limit, cursor, viewer, cdn, oldest_first=True, cache=cache)
+
+
+def _structure(session: Session, uri: str, depth: int, parent_height: int) -> tuple[list, list] | None:
+    """The parent chain and the reply rows of the thread around ``uri`` (None: not indexed)."""
+    chain = _parent_chain(session, uri, parent_height)
+    if not chain:
+        return None
+    seen = {row.uri for row in chain}
+    return chain, (_reply_rows(session, uri, depth, seen) if depth > 0 else [])
 
 
 def _parent_chain(session: Session, uri: str, parent_height: int) -> list:

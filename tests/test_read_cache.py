@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from app.read_cache import Barrier
-from harness import Web
+from harness import Web, token_for
 from services.ingest import ingest_batch
 from services.read_cache import ReadCache
 from services.realtime import collect_events, publish, read_changed_events
@@ -60,6 +60,37 @@ def test_an_invalidation_of_another_key_does_not_refuse_a_fill():
     c.apply("post_updated", "post:" + URI + "x")
     c.store(ticket, [(("p", URI), {"likeCount": 1})])
     assert c.get(("p", URI)) == {"likeCount": 1}
+
+
+def test_a_dependent_entry_lives_as_long_as_what_it_was_computed_from():
+    c = cache()
+    reads = []
+
+    def read():
+        reads.append(1)
+        return ["reply rows"], [("p", URI), ("p", URI + "parent")]
+    assert c.dependent(("t", URI), read) == ["reply rows"]
+    assert c.dependent(("t", URI), read) == ["reply rows"] and len(reads) == 1
+    c.apply("reply_added", "post:" + URI + "parent")  # a new reply counts on its parent
+    assert c.get(("t", URI)) is None
+    c.dependent(("t", URI), read)
+    assert len(reads) == 2 and c.get(("t", URI)) == ["reply rows"]
+
+
+def test_a_dependent_fill_raced_by_a_change_of_what_it_depends_on_is_not_stored():
+    c = cache()
+
+    def read():
+        c.apply("read_changed", "cache:read", b'{"deleted": ["' + URI.encode() + b'"]}')  # meanwhile
+        return ["stale"], [("p", URI)]
+    assert c.dependent(("t", URI), read) == ["stale"]  # this answer is as of the read's start
+    assert c.get(("t", URI)) is None and c.refused == 1
+
+
+def test_nothing_found_is_not_cached_as_a_dependent_entry():
+    c = cache()
+    assert c.dependent(("t", URI), lambda: (None, ())) is None
+    assert c.stats()["entries"] == 0
 
 
 def test_forgetting_old_invalidations_refuses_every_fill_in_flight():
@@ -142,6 +173,8 @@ class Writer(Network):
         self.snapshots: list[dict] = []
         self.published = 0   # snapshots[:published] are announced on the stream
         self.committing = 0  # batches whose commit may have happened (snapshots follow)
+        self.threads: list[str] = []  # posts whose direct replies each snapshot lists
+        self.viewer = ""              # whose Following feed each snapshot lists
 
     def flush(self) -> None:
         self.seq += 1
@@ -152,17 +185,23 @@ class Writer(Network):
         events = collect_events(self.session, outcome.changes, CDN) + read_changed_events(outcome.changes)
         self.committing = len(self.snapshots) + 1
         self.session.commit()
-        self.snapshots.append(snapshot(self.session))
+        self.snapshots.append(snapshot(self.session, self.threads, self.viewer))
         self.session.commit()
         publish(self.redis, events)
         self.published = len(self.snapshots)
 
 
-def snapshot(session) -> dict:
+def snapshot(session, threads: list[str], viewer: str) -> dict:
     counts = {row.uri: (row.like_count, row.repost_count, row.reply_count) for row in session.execute(
         text("SELECT uri, like_count, repost_count, reply_count FROM posts"))}
     page = "SELECT uri FROM posts WHERE {} ORDER BY sort_at DESC, cid DESC LIMIT 20"
+    replies = text("""WITH RECURSIVE down(uri) AS (SELECT uri FROM posts WHERE reply_parent_uri = :uri
+                      UNION SELECT p.uri FROM down JOIN posts p ON p.reply_parent_uri = down.uri)
+                      SELECT uri FROM down""")
+    following = "author_did IN (SELECT following_did FROM follows WHERE follower_did = :viewer)"
     return {"counts": counts,
+            "threads": {uri: sorted(session.execute(replies, {"uri": uri}).scalars()) for uri in threads},
+            "following": list(session.execute(text(page.format(following)), {"viewer": viewer}).scalars()),
             "global": [row[0] for row in session.execute(text(page.format("has_cannabis_hashtag")))],
             "local": [row[0] for row in session.execute(text(page.format("is_cannect_user")))],
             "profiles": {row.did: (row.followers_count, row.following_count, row.posts_count, row.display_name)
@@ -188,7 +227,11 @@ def post_views_in(body) -> list[dict]:
 
 def check(kind: str, target: str, status: int, body, states: list[dict]) -> str | None:
     """None if the answer equals the database as of one of ``states``, else what is wrong."""
-    if kind in ("global", "local"):
+    if kind == "thread" and status == 200:
+        shown = sorted(view["uri"] for view in post_views_in(body["thread"]["replies"]))
+        if shown not in [state["threads"][target] for state in states]:
+            return f"thread {target[-6:]}: replies {[uri[-6:] for uri in shown]} are no state's"
+    if kind in ("global", "local", "following"):
         if [post["uri"] for post in body["posts"]] not in [state[kind] for state in states]:
             return f"{kind} feed {[p['uri'][-6:] for p in body['posts']]} is no state's first page"
     if kind == "post" and status == 404:
@@ -220,14 +263,19 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
     hot = [net.post(member if i % 2 else fans[i], f"grow day {i} #cannabis", at + timedelta(seconds=i))
            for i in range(8)]
     net.post(other, "hello from a member", at)
+    net.threads, net.viewer = [uri for uri, _ in hot[:3]], other
+    followed = [net.follow(other, fan, at) for fan in fans[:10]]
     net.flush()
-    web = Web(env, tmp_path / "web.log", WEB_CONCURRENCY="2", READ_CACHE="true", RATE_LIMIT_IP="1000000/minute")
+    web = Web(env, tmp_path / "web.log", WEB_CONCURRENCY="2", READ_CACHE="true", RATE_LIMIT_IP="1000000/minute",
+              RATE_LIMIT_USER="1000000/minute")
+    signed_in = {"Authorization": f"Bearer {token_for(env, other)}"}
     stop, failures, served = threading.Event(), [], [0]
     requests = [("global", "", "/api/feed/global?limit=20"), ("local", "", "/api/feed/local?limit=20"),
                 ("profile", member, f"/api/profile/{member}"), ("profile", fans[3], f"/api/profile/{fans[3]}"),
                 ("tab", member, f"/api/profile/{member}/posts?limit=20")]
     requests += [("post", uri, f"/api/post/{uri}") for uri, _ in hot]
     requests += [("thread", uri, f"/api/post/{uri}/thread") for uri, _ in hot[:3]]
+    requests += [("following", other, "/api/feed/following?limit=20")] * 3
 
     def reader(seed: int):
         order = random.Random(seed)
@@ -235,7 +283,7 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
             while not stop.is_set():
                 kind, target, url = order.choice(requests)
                 before = net.published
-                response = client.get(url)
+                response = client.get(url, headers=signed_in if kind == "following" else {})
                 after = net.committing
                 while len(net.snapshots) < after:
                     time.sleep(0.001)
@@ -255,6 +303,7 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
         likes: list[tuple[str, str]] = []
         follows: list[str] = []
         deletable = []
+        replies = hot[:3]  # replies go to these posts or to earlier replies: nested threads
         for step in range(80):
             at += timedelta(minutes=1)
             for _ in range(rng.randint(1, 6)):
@@ -264,7 +313,9 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
             if rng.random() < 0.3:
                 deletable.append(net.post(rng.choice(fans + [member]), f"step {step} #weed", at))
             if rng.random() < 0.25:
-                net.post(rng.choice(fans), f"reply {step} #420", at, reply_to=rng.choice(hot[:3]))
+                replies.append(net.post(rng.choice(fans), f"reply {step} #420", at, reply_to=rng.choice(replies)))
+            if len(replies) > 3 and rng.random() < 0.1:
+                net.delete(replies.pop(rng.randrange(3, len(replies)))[0])
             if deletable and rng.random() < 0.2:
                 net.delete(deletable.pop(rng.randrange(len(deletable)))[0])
             if rng.random() < 0.3:
@@ -273,6 +324,10 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
                 net.delete(follows.pop(rng.randrange(len(follows))))
             if rng.random() < 0.1:
                 net.profile(member, f"Member {step}")
+            if rng.random() < 0.15:
+                followed.append(net.follow(other, rng.choice(fans), at))
+            if followed and rng.random() < 0.1:
+                net.delete(followed.pop(rng.randrange(len(followed))))
             net.flush()
             time.sleep(rng.random() * 0.05)
         time.sleep(0.5)
