@@ -311,8 +311,9 @@ def test_the_worker_wires_the_pause_to_the_real_ingest_queue(jobs):
     """In a backfill worker, the depth the bulk writers look at is the ``ingest`` queue's in Redis:
     live batches waiting are counted there, and gone once the queue is drained."""
     from services.backfill import kinds
-    from tasks import ingest
+    from tasks import backfill, ingest
 
+    backfill._wire_admin_kinds()  # as at the worker's import (another test may have unwired it since)
     jobs.broker.flush("ingest")  # no ingest worker here: what is sent stays waiting
     for _ in range(kinds.INGEST_BACKLOG_CEILING + 2):
         ingest.drain.send()
