@@ -361,19 +361,27 @@ async def load_api(base: str, urls: list[str], headers: dict, clients: int, seco
     return result
 
 
-async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, seconds: float) -> dict:
-    """Each client replays one request's statements in one transaction, as the app's session does."""
-    conns = [await psycopg.AsyncConnection.connect(url) for _ in range(clients)]
+async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, seconds: float,
+                    autocommit: bool = False) -> dict:
+    """Each client replays one request's statements in one transaction, as the app's session does
+    (or one by one in autocommit, as the B2B answers run them)."""
+    conns = [await psycopg.AsyncConnection.connect(url, autocommit=autocommit) for _ in range(clients)]
     try:
+        async def replay(conn, statements):
+            for statement, params in statements:
+                await (await conn.execute(statement, params)).fetchall()
+
         async def worker(conn, offset: int, until: float, out: list | None):
             n = offset
             while time.perf_counter() < until:
                 statements = runs[n % len(runs)]
                 n += 1
                 start = time.perf_counter()
-                async with conn.transaction():
-                    for statement, params in statements:
-                        await (await conn.execute(statement, params)).fetchall()
+                if autocommit:
+                    await replay(conn, statements)
+                else:
+                    async with conn.transaction():
+                        await replay(conn, statements)
                 if out is not None:
                     out.append(time.perf_counter() - start)
 

@@ -188,37 +188,6 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
     raise RuntimeError("an answer without Content-Length: " + head.decode(errors="replace"))
 
 
-async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, seconds: float) -> dict:
-    """``bench/api.py``'s ``load_bare`` with the transaction shape of the B2B endpoints: their
-    statements run one by one in autocommit (``app/api/v1/paging.py``: no BEGIN/COMMIT round
-    trips), so the bare side runs them so too."""
-    import psycopg
-    from api import summary
-
-    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(clients)]
-    try:
-        async def worker(conn, offset: int, until: float, out: list | None):
-            n = offset
-            while time.perf_counter() < until:
-                statements = runs[n % len(runs)]
-                n += 1
-                start = time.perf_counter()
-                for statement, params in statements:
-                    await (await conn.execute(statement, params)).fetchall()
-                if out is not None:
-                    out.append(time.perf_counter() - start)
-
-        warm_until = time.perf_counter() + min(2.0, seconds / 4)
-        await asyncio.gather(*(worker(c, i, warm_until, None) for i, c in enumerate(conns)))
-        latencies: list[float] = []
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(c, i, start + seconds, latencies) for i, c in enumerate(conns)))
-        return summary(latencies, time.perf_counter() - start)
-    finally:
-        for conn in conns:
-            await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=1_000_000)
@@ -236,7 +205,7 @@ def main() -> None:
     parser.add_argument("--single-only", action="store_true",
                         help="only the one-client in-process run (with --reuse: seconds instead of minutes)")
     args = parser.parse_args()
-    from api import merge
+    from api import load_bare, merge
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
 
@@ -284,7 +253,7 @@ def main() -> None:
                                                            args.seconds))
                             runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
-                        result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds))
+                        result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds, autocommit=True))
                         runs.setdefault((name, "bare SQL", clients), []).append(result)
                         show(name, "bare SQL", clients, result)
         results = {key: merge(parts) for key, parts in runs.items()}
