@@ -9,7 +9,7 @@ Counters equal the stored rows (reposts aside: there are none).
 
 Then it starts the web app under gunicorn (``cannect/gunicorn_conf.py`` as deployed, whatever
 its worker class; ``WEB_WORKER_CLASS=gthread`` etc. pass through) and, per endpoint, runs
-``--clients`` concurrent keep-alive clients (asyncio + httpx) for ``--seconds``, and one client
+``--clients`` concurrent keep-alive clients (asyncio, a minimal HTTP/1.1 client) for ``--seconds``, and one client
 for a few seconds (the latency without queueing). With the web app stopped, it then runs the
 SQL statements that the same requests execute (recorded from the app in-process, where the read
 cache is never used), bare through psycopg with as many connections, each request's statements
@@ -43,7 +43,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from harness import Web  # noqa: E402
 
@@ -255,6 +254,7 @@ def endpoints(targets: dict) -> list[tuple[str, list[str], bool]]:
         ("feed global", ["/api/feed/global"], False),
         ("feed local", ["/api/feed/local"], False),
         ("feed following", ["/api/feed/following"], True),
+        ("post", [f"/api/post/{uri}" for uri in targets["threads"]], False),
         ("thread", [f"/api/post/{uri}/thread" for uri in targets["threads"]], False),
         ("profile", [f"/api/profile/{handle}" for handle in targets["handles"]], False),
         ("profile posts", [f"/api/profile/{handle}/posts" for handle in targets["handles"]], False),
@@ -324,41 +324,54 @@ def merge(parts: list[dict]) -> dict:
 
 
 async def load_api(base: str, urls: list[str], headers: dict, clients: int, seconds: float) -> dict:
-    """``clients`` keep-alive connections, each its own httpx client: one pool of 64 connections
-    costs the load generator about 7 ms of CPU per request (httpx scans its pool), which on a
-    small machine takes the CPU the server needs; a pool of one costs about 1.5 ms."""
+    """``clients`` keep-alive connections of a minimal HTTP/1.1 client. httpx spent about 1.5 ms
+    of CPU per request (7 ms with one pool of 64 connections) on the same two cores as the
+    server, so the load generator, not the server, set the pace of cached answers; this one
+    spends a few tens of microseconds. Answers must carry a Content-Length (the app's JSON
+    answers do)."""
+    host, port = base.removeprefix("http://").split(":")
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    requests = [f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() for url in urls]
     errors: dict[str, int] = {}
 
-    async def worker(client: httpx.AsyncClient, offset: int, until: float, out: list | None):
+    async def worker(offset: int, until: float, out: list | None):
+        reader, writer = await asyncio.open_connection(host, int(port))
         n = offset
-        while time.perf_counter() < until:
-            url = urls[n % len(urls)]
-            n += 1
-            start = time.perf_counter()
-            try:
-                response = await client.get(url)
-            except httpx.TransportError as exc:  # e.g. a keep-alive connection closed as it was reused
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                continue
-            if response.status_code != 200:
-                errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
-            elif out is not None:
-                out.append(time.perf_counter() - start)
+        try:
+            while time.perf_counter() < until:
+                start = time.perf_counter()
+                writer.write(requests[n % len(requests)])
+                n += 1
+                status, length = await _read_head(reader)
+                await reader.readexactly(length)
+                if status != 200:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+                elif out is not None:
+                    out.append(time.perf_counter() - start)
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    pool = [httpx.AsyncClient(base_url=base, limits=limits, headers=headers, timeout=30) for _ in range(clients)]
-    try:
-        warm_until = time.perf_counter() + min(2.0, seconds / 4)
-        await asyncio.gather(*(worker(c, i, warm_until, None) for i, c in enumerate(pool)))
-        latencies: list[float] = []
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(c, i, start + seconds, latencies) for i, c in enumerate(pool)))
-        result = summary(latencies, time.perf_counter() - start)
-    finally:
-        for client in pool:
-            await client.aclose()
+    warm_until = time.perf_counter() + min(2.0, seconds / 4)
+    await asyncio.gather(*(worker(i, warm_until, None) for i in range(clients)))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i, start + seconds, latencies) for i in range(clients)))
+    result = summary(latencies, time.perf_counter() - start)
     result["errors"] = errors
     return result
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Status and Content-Length of the next answer on a keep-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return status, int(value)
+    raise RuntimeError("an answer without Content-Length: " + head.decode(errors="replace"))
+
 
 
 async def load_bare(url: str, runs: list[list[tuple[str, dict]]], clients: int, seconds: float,

@@ -16,7 +16,7 @@ all fit in PostgreSQL's connections), all running at once, serve the app:
 - ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
 
 Each of ``/api/v1/segments``, ``trends``, ``intents``, ``opportunities`` and ``search`` (a few
-URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (:func:`load_http`: a
+URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (``bench/api.py``'s :func:`load_api`: a
 minimal HTTP client, where httpx cost more CPU per request than the server) on each server in
 turn, then *bare SQL*: the statements the app executes for the same URLs when nothing is cached
 (recorded in-process), replayed through psycopg with as many connections, one by one in
@@ -137,57 +137,6 @@ def record(env: dict, key: str) -> dict:
     return recordings
 
 
-async def load_http(base: str, urls: list[str], headers: dict, clients: int, seconds: float) -> dict:
-    """``bench/api.py``'s ``load_api`` with a minimal HTTP/1.1 keep-alive client instead of httpx:
-    httpx spends about 1.5 ms of CPU per request, on the same two cores as the server, so the
-    generator (not the server) set the pace of cached answers; this one spends a few tens of us.
-    Answers must carry a Content-Length (the app's JSON answers do)."""
-    from api import summary
-
-    host, port = base.removeprefix("http://").split(":")
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    requests = [f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() for url in urls]
-    errors: dict[str, int] = {}
-
-    async def worker(offset: int, until: float, out: list | None):
-        reader, writer = await asyncio.open_connection(host, int(port))
-        n = offset
-        try:
-            while time.perf_counter() < until:
-                start = time.perf_counter()
-                writer.write(requests[n % len(requests)])
-                n += 1
-                status, length = await _read_head(reader)
-                await reader.readexactly(length)
-                if status != 200:
-                    errors[str(status)] = errors.get(str(status), 0) + 1
-                elif out is not None:
-                    out.append(time.perf_counter() - start)
-        finally:
-            writer.close()
-
-    warm_until = time.perf_counter() + min(2.0, seconds / 4)
-    await asyncio.gather(*(worker(i, warm_until, None) for i in range(clients)))
-    latencies: list[float] = []
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(i, start + seconds, latencies) for i in range(clients)))
-    result = summary(latencies, time.perf_counter() - start)
-    result["errors"] = errors
-    return result
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """Status and Content-Length of the next answer on a keep-alive connection."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            return status, int(value)
-    raise RuntimeError("an answer without Content-Length: " + head.decode(errors="replace"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=1_000_000)
@@ -205,7 +154,7 @@ def main() -> None:
     parser.add_argument("--single-only", action="store_true",
                         help="only the one-client in-process run (with --reuse: seconds instead of minutes)")
     args = parser.parse_args()
-    from api import load_bare, merge
+    from api import load_api, load_bare, merge
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
 
@@ -249,7 +198,7 @@ def main() -> None:
                     for clients in concurrency:
                         for mode, server in servers.items():
                             headers = {"Authorization": f"Bearer {new_key(env)}"}
-                            result = asyncio.run(load_http(server.http, ENDPOINTS[name], headers, clients,
+                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], headers, clients,
                                                            args.seconds))
                             runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
