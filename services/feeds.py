@@ -99,8 +99,9 @@ _FOLLOWED = text("SELECT DISTINCT following_did FROM follows WHERE follower_did 
 
 def following_feed(session: Session, viewer: str, limit: int, cursor: str | None, cdn: str, cache=None):
     """With a read cache, the first page's keys are the viewer's own cache entry, valid while
-    the viewer's follows (their profile's counts) and the followed accounts' post lists (their
-    profile tabs) did not change."""
+    the viewer's follows (their profile entry: ``read_changed`` names the follower of every
+    follow made or undone) and the followed accounts' post lists (their profile tabs) did not
+    change."""
     if cache is None or cursor is not None:
         return post_page(session, FOLLOWING, {"viewer": viewer}, limit, cursor, viewer, cdn, cache=cache)
 

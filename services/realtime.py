@@ -44,6 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.ingest.changes import Changes
+from services.read_cache import author_of
 from services.tokens import REVOKED_SESSION_TTL_SECONDS, revoked_session_key
 from services.views import post_views, profile_views
 
@@ -130,7 +131,8 @@ def read_changed_events(changes_list: list[Changes]) -> list[dict]:
     """The ``read_changed`` event of these runs (none when they changed nothing a view shows).
 
     Over-inclusive on purpose: it names every post upserted, counted or deleted, each new post
-    with the feeds it enters, and every profile whose row changed (non-members included).
+    with the feeds it enters, every profile whose row changed (non-members included) and every
+    account whose follows changed (its Following feed did).
     """
     posts: set[str] = set()
     deleted: set[str] = set()
@@ -149,6 +151,8 @@ def read_changed_events(changes_list: list[Changes]) -> list[dict]:
         profiles.update(changes.profile_records)
         profiles.update(changes.new_profiles)
         profiles.update(changes.account_statuses)
+        # A follower's follows changed even when its counts did not (one follow, one unfollow).
+        profiles.update(filter(None, map(author_of, [*changes.follow_rows, *changes.deleted_follows])))
     return read_changed_event(posts=posts - set(new_posts), new_posts=new_posts, deleted=deleted, profiles=profiles)
 
 

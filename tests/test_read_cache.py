@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import text
 
@@ -133,6 +134,20 @@ def test_events_drop_what_they_change():
     c.store(c.ticket(), [(("p", URI), 1), (("h", "x.test"), author)])
     c.apply("backfill_progress", "did:" + author)
     assert c.get(("p", URI)) is None and c.get(("h", "x.test")) is None
+
+
+def test_a_follow_and_an_unfollow_in_one_batch_still_name_the_follower():
+    """Counts unchanged (+1 -1), the Following feed changed: its dependent entries must go."""
+    from services.ingest.changes import Changes
+
+    follower = "did:plc:ffffffffffffffffffffffff"
+    changes = Changes(follow_rows={f"at://{follower}/app.bsky.graph.follow/3new": {}},
+                      deleted_follows={f"at://{follower}/app.bsky.graph.follow/3old"})
+    c = cache()
+    c.dependent(("following", follower), lambda: (["a page"], [("a", follower)]))
+    [event] = read_changed_events([changes])
+    c.apply("read_changed", "cache:read", orjson.dumps(event))
+    assert follower in event["profiles"] and c.get(("following", follower)) is None
 
 
 def test_a_request_waits_for_a_check_sent_after_it_arrived():
