@@ -170,11 +170,11 @@ class Hub:
                 backoff = 0.5
             except Exception:  # Redis away or the stream damaged: keep trying, never die
                 self.read_errors += 1
+                was_healthy, self.healthy = self.healthy, False
                 if self.cache is not None:
                     self.cache.disable()  # events may be missed: no cached answer until we read again
-                if self.healthy:
+                if was_healthy:
                     log.warning("realtime: reading the stream failed; retrying", exc_info=True)
-                self.healthy = False
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
