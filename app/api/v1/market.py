@@ -3,7 +3,8 @@ time series and the seven insights questions.
 
 Thin handlers over ``services/b2b/queries``: answers come from the intelligence tables and
 views and are cached until the job behind them runs again; posts they name are read live
-(deleted posts never appear). Access (key, plan, limits) is checked before the handler runs.
+(deleted posts never appear), from the process's read cache when the request may use it.
+Access (key, plan, limits) is checked before the handler runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from services.b2b.queries import entities, insights, market
 from services.intelligence.trends import KINDS
 
+from ...read_cache import read_cache
 from .access import B2B_ERRORS, B2B_SECURITY
 from .answers import (BrandsQuery, BrandsResponse, InsightPath, InsightQuery, InsightResponse, IntentsQuery,
                       IntentsResponse, OpportunitiesQuery, OpportunitiesResponse, SegmentsQuery, SegmentsResponse,
@@ -44,7 +46,8 @@ def get_intents(query: IntentsQuery):
     """
     with answer_session() as session:
         return market.intents(session, cursor_key(), min_intent=query.min_intent, product=query.product,
-                              region=query.region, since=query.since, limit=query.limit, cursor=query.cursor)
+                              region=query.region, since=query.since, limit=query.limit, cursor=query.cursor,
+                              live=read_cache())
 
 
 @api.get("/trends", security=B2B_SECURITY, responses={200: TrendsResponse, **B2B_ERRORS})
@@ -52,14 +55,14 @@ def get_trends(query: TrendsQuery):
     """Rising hashtags, strains, brands and effects with velocity and supporting posts (every 15 minutes)."""
     with answer_session() as session:
         return market.trends(session, (query.kind,) if query.kind else KINDS, query.window, query.limit,
-                             query.sources)
+                             query.sources, read_cache())
 
 
 @api.get("/opportunities", security=B2B_SECURITY, responses={200: OpportunitiesResponse, **B2B_ERRORS})
 def get_opportunities(query: OpportunitiesQuery):
     """Opportunity scores (0-100) of product categories or effects, with their parts and sample posts (hourly)."""
     with answer_session() as session:
-        return market.opportunities(session, query.kind, query.region, query.limit, query.samples)
+        return market.opportunities(session, query.kind, query.region, query.limit, query.samples, read_cache())
 
 
 @api.get("/brands", security=B2B_SECURITY, responses={200: BrandsResponse, **B2B_ERRORS})
@@ -95,4 +98,5 @@ def get_insight(path: InsightPath, query: InsightQuery):
     complaint-times, brand-sentiment (docs/intelligence.md). Cached until the next time-series run.
     """
     with answer_session() as session:
-        return insights.answer(session, path.question, query.since, query.until, query.region, query.name_list())
+        return insights.answer(session, path.question, query.since, query.until, query.region, query.name_list(),
+                               read_cache())

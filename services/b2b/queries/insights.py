@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from services.intelligence import questions
+from services.read_cache import ReadCache
 
 from . import cache, posts
 from .ranges import resolve
@@ -41,7 +42,7 @@ def _string_keys(value):
 
 
 def answer(session: Session, question: str, since: datetime | None = None, until: datetime | None = None,
-           region: str | None = None, names: list[str] | None = None) -> dict:
+           region: str | None = None, names: list[str] | None = None, live: ReadCache | None = None) -> dict:
     """One question's answer over [since, until) (defaults per question), in a region if given.
 
     ``names`` chooses the effects (effect-trends) or brands (brand-sentiment) to follow.
@@ -61,8 +62,8 @@ def answer(session: Session, question: str, since: datetime | None = None, until
     cached = cache.answer(session, f"insights/{question}", params, JOBS, compute)
     if question != "purchase-intent-now":
         return cached
-    found = posts.alive(session, [p["post_id"] for p in cached["answer"]["posts"]])
-    live = [{**found[p["post_id"]], **{k: v for k, v in p.items() if k not in ("post_id", "uri", "author_did",
+    found = posts.alive(session, [p["post_id"] for p in cached["answer"]["posts"]], live)
+    shown = [{**found[p["post_id"]], **{k: v for k, v in p.items() if k not in ("post_id", "uri", "author_did",
                                                                               "created_at")}}
             for p in cached["answer"]["posts"] if p["post_id"] in found]
-    return {**cached, "answer": {**cached["answer"], "posts": live}}
+    return {**cached, "answer": {**cached["answer"], "posts": shown}}

@@ -1,8 +1,9 @@
 """Segments, high-intent posts, trends and opportunities: the precomputed market picture.
 
 Each answer comes from a table or view that a job of ``services/intelligence`` fills (named in
-``JOBS``) and is cached until that job runs again (``cache``). Post ids are cached, post
-contents never: they are looked up live, so deleted posts are left out at once.
+``JOBS``) and is cached until that job runs again (``cache``). Post ids are cached with the
+answer, post contents are looked up live (``posts.alive``: from the read cache ``live`` the
+realtime stream keeps exact, when given), so deleted posts are left out at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from services.intelligence import opportunities as opportunity_scores
 from services.intelligence import trends as trend_tables
 from services.intelligence.base import utcnow
+from services.read_cache import ReadCache
 
 from . import cache, cursors, posts
 
@@ -89,7 +91,7 @@ _INTENT_TOTALS = text("""
 
 def intents(session: Session, cursor_key: bytes, *, min_intent: int = 70, product: str | None = None,
             region: str | None = None, since: datetime | None = None, limit: int = 50,
-            cursor: str | None = None, now: datetime | None = None) -> dict:
+            cursor: str | None = None, now: datetime | None = None, live: ReadCache | None = None) -> dict:
     """High-intent posts of the last 24 hours (``mv_high_intent_users``), highest intent first.
 
     ``since`` narrows the window (never beyond 24 hours). Rows the view still holds but that
@@ -116,7 +118,7 @@ def intents(session: Session, cursor_key: bytes, *, min_intent: int = 70, produc
     cached = cache.answer(session, "intents", key, JOBS["intents"], compute)
     rows = [r for r in cached["rows"] if r["created_at"] >= params["since"]]
     page, more = rows[:limit], len(cached["rows"]) > limit
-    found = posts.alive(session, [r["post_id"] for r in page])
+    found = posts.alive(session, [r["post_id"] for r in page], live)
     items = [{**found[r["post_id"]], "purchase_intent": r["purchase_intent"], "purchase_stage": r["purchase_stage"],
               "product_category": r["product_category"], "region": r["region_hint"]}
              for r in page if r["post_id"] in found]
@@ -131,7 +133,7 @@ def intents(session: Session, cursor_key: bytes, *, min_intent: int = 70, produc
 # -- trends -----------------------------------------------------------------------------------
 
 def trends(session: Session, kinds: tuple[str, ...] = trend_tables.KINDS, window: str = "24h", limit: int = 20,
-           sources: int = 3) -> dict:
+           sources: int = 3, live: ReadCache | None = None) -> dict:
     """Rising hashtags, strains, brands and effects (``trends``), each with its supporting posts."""
     params = {"kinds": list(kinds), "window": window, "limit": limit}
 
@@ -142,7 +144,7 @@ def trends(session: Session, kinds: tuple[str, ...] = trend_tables.KINDS, window
                        for t in trend_tables.rising(s, kind, window, limit)] for kind in kinds}
 
     cached = cache.answer(session, "trends", params, JOBS["trends"], compute)
-    found = posts.alive(session, [i for rows in cached.values() for t in rows for i in t["post_ids"][:sources]])
+    found = posts.alive(session, [i for rows in cached.values() for t in rows for i in t["post_ids"][:sources]], live)
     answer = {}
     for kind, rows in cached.items():
         answer[kind] = [{key: value for key, value in t.items() if key != "post_ids"}
@@ -155,7 +157,7 @@ def trends(session: Session, kinds: tuple[str, ...] = trend_tables.KINDS, window
 # -- opportunities ----------------------------------------------------------------------------
 
 def opportunities(session: Session, kind: str = "product", region: str | None = None, limit: int = 20,
-                  samples: int = 3) -> dict:
+                  samples: int = 3, live: ReadCache | None = None) -> dict:
     """Opportunity scores of a kind in a region (or ``all``), with their parts and sample posts."""
     params = {"kind": kind, "region": (region or "all").lower(), "limit": limit}
 
@@ -167,7 +169,7 @@ def opportunities(session: Session, kind: str = "product", region: str | None = 
                 for o in opportunity_scores.top(s, kind, region, limit)]
 
     cached = cache.answer(session, "opportunities", params, JOBS["opportunities"], compute)
-    found = posts.alive(session, [i for o in cached for i in o["sample_post_ids"][:samples]])
+    found = posts.alive(session, [i for o in cached for i in o["sample_post_ids"][:samples]], live)
     return {"kind": kind, "region": region or "all", "opportunities": [
         {key: value for key, value in o.items() if key != "sample_post_ids"}
         | {"samples": posts.pick(found, o["sample_post_ids"][:samples])} for o in cached]}

@@ -2,7 +2,14 @@
 
 Aggregates and views lag their next refresh; ingest deletes a deleted post (and a purged
 account's posts) from ``posts`` at once. Every post id an answer shows goes through
-:func:`alive`, one primary-key lookup per request, so nothing deleted is ever shown.
+:func:`alive`, so nothing deleted is ever shown.
+
+In a web process whose read cache may be used for the request (``app/read_cache.py``), the
+views come from it: each is a dependent entry of the post (``("p", uri)``: its counts, its
+deletion) and of its author (``("au", did)``: the handle), dropped by the realtime stream as
+soon as either changes, so a cached view is exactly what the lookup would return. An id whose
+post is gone is remembered as gone: ids are never reused. Elsewhere (or when the request may
+not use the cache) one primary-key lookup per request reads them.
 """
 
 from __future__ import annotations
@@ -10,17 +17,47 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from services.read_cache import ReadCache
+
 _POSTS = text("""SELECT p.id, p.uri, p.author_did, a.handle AS author_handle, p.text, p.created_at,
                         p.like_count, p.repost_count, p.reply_count
                  FROM posts p LEFT JOIN profiles a ON a.did = p.author_did
                  WHERE p.id = ANY(CAST(:ids AS bigint[]))""")
+#: The cached value of an id whose post no longer exists (None cannot be stored).
+_GONE = False
 
 
-def alive(session: Session, ids) -> dict[int, dict]:
-    """Post id → public view of the post, for the ids whose post still exists."""
+def alive(session: Session, ids, live: ReadCache | None = None) -> dict[int, dict]:
+    """Post id → public view of the post, for the ids whose post still exists; from ``live``
+    (the request's read cache) where it holds them."""
     ids = sorted({int(i) for i in ids})
     if not ids:
         return {}
+    if live is None:
+        return _read(session, ids)
+    found, missing = {}, []
+    for post_id in ids:
+        view = live.get(("bp", post_id))
+        if view is None:
+            missing.append(post_id)
+        elif view is not _GONE:
+            found[post_id] = view
+    live.hits += len(ids) - len(missing)
+    if missing:
+        live.misses += len(missing)
+        ticket = live.ticket()
+        read = _read(session, missing)
+        for post_id in missing:
+            view = read.get(post_id)
+            if view is None:
+                live.store(ticket, [(("bp", post_id), _GONE)])
+            else:
+                live.store(ticket, [(("bp", post_id), view)], depends=[("p", view["uri"]), ("au", view["author_did"])])
+        found.update(read)
+    return found
+
+
+def _read(session: Session, ids: list[int]) -> dict[int, dict]:
     return {row["id"]: view(row) for row in session.execute(_POSTS, {"ids": ids}).mappings()}
 
 
