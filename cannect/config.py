@@ -191,6 +191,9 @@ class Settings(DatabaseSettings):
     # B2B answers cached until their job runs again: how often (seconds) a web process asks
     # intelligence_runs whether it did (0: at every request).
     b2b_cache_check_seconds: float = Field(default=1.0, ge=0, le=60)
+    # B2B search matches kept per process (seconds; 0: every search runs): a repeated search
+    # within them may miss posts classified meanwhile; deleted posts leave at once regardless.
+    b2b_search_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
     # Read cache of each web process (services/read_cache.py): post and profile views and first
     # pages, dropped by the realtime events that change them. Off: every read goes to PostgreSQL.
     # Entries at most (oldest dropped first); seconds an entry is kept at most (a bound for

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -406,6 +407,31 @@ def test_answers_are_cached_until_their_job_runs_again(b2b, key, data, session):
     session.commit()
     after = ok(b2b, key, "/api/v1/segments")
     assert after["total_posts"] == before["total_posts"] + 1
+
+
+def test_search_matches_are_kept_a_few_seconds_but_a_deleted_post_leaves_at_once(b2b, key, data, session):
+    p = {n: post_uri(session, data[n]) for n in data}
+    assert uris(ok(b2b, key, "/api/v1/search", q="sleepy")["posts"]) == [p["P1"], p["P7"], p["P4"]]
+    hits = cache.stats["hits"]
+    newer = add_post(session, EVE, session.scalar(text("SELECT now()")), "sleepy again", consumer_type="wellness",
+                     product_category="edible")
+    session.execute(text("UPDATE posts SET like_count = 7 WHERE id = :id"), {"id": data["P4"]})
+    session.commit()
+    delete_post(session, data["P7"])
+    kept = ok(b2b, key, "/api/v1/search", q="sleepy")["posts"]
+    assert cache.stats["hits"] == hits + 1
+    assert uris(kept) == [p["P1"], p["P4"]]  # the new post waits; the deleted one is gone
+    assert kept[1]["engagement"] == 7  # the posts themselves are read at each request
+    assert uris(ok(b2b, key, "/api/v1/search", q="sleepy", limit=2)["posts"])[0] == post_uri(session, newer)
+
+
+def test_recent_answers_are_computed_again_when_older_than_their_seconds():
+    computed = []
+    for wait in (0, 0.2):
+        time.sleep(wait)
+        cache.recent("unit", {"q": 1}, 0.1, lambda: computed.append(1) or len(computed))
+    assert computed == [1, 1]
+    assert cache.recent("unit", {"q": 2}, 0, lambda: "off") == "off"
 
 
 def test_no_generated_input_makes_an_endpoint_fail(b2b, key, data):

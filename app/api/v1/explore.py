@@ -1,15 +1,18 @@
 """``/api/v1`` exploration endpoints: profiles (audiences by target score) and post search.
 
-Both read live tables (no cache) with signed keyset cursors; deleted posts never match, and a
-purged account's profile is hidden at once.
+Both read live tables with signed keyset cursors (search's matches are kept a few seconds,
+``B2B_SEARCH_CACHE_SECONDS``); deleted posts never show, and a purged account's profile is
+hidden at once.
 """
 
 from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
 
+from cannect.config import get_settings
 from services.b2b.queries import audience, search
 
+from ...read_cache import read_cache
 from .access import B2B_SECURITY
 from .answers import ProfilesQuery, ProfilesResponse, SearchQuery, SearchResponse
 from .paging import PAGE_ERRORS, answer_session, cursor_key
@@ -37,4 +40,5 @@ def search_posts(query: SearchQuery):
     with answer_session() as session:
         return search.search(session, cursor_key(), query.q, query.since, query.until, product=query.product,
                              sentiment=query.sentiment, min_intent=query.min_intent, region=query.region,
-                             strain=query.strain, brand=query.brand, limit=query.limit, cursor=query.cursor)
+                             strain=query.strain, brand=query.brand, limit=query.limit, cursor=query.cursor,
+                             fresh_seconds=get_settings().b2b_search_cache_seconds, live=read_cache())

@@ -10,6 +10,8 @@ Whether a job ran is asked at most every ``B2B_CACHE_CHECK_SECONDS`` (default 1 
 process and set of jobs, so a hit usually costs no database round trip at all, and a refresh
 shows within that second.
 
+Search has no job: its answers are kept for ``B2B_SEARCH_CACHE_SECONDS`` (:func:`recent`).
+
 The cache lives in process memory (each web worker its own, LRU-bounded, ``MAX_ENTRIES``).
 Posts an answer names are not part of what is
 trusted from the cache: callers look them up live (``posts.alive``), so a deleted post leaves
@@ -68,18 +70,48 @@ def answer(session: Session, name: str, params: dict, jobs: tuple[str, ...], com
     if MAX_ENTRIES <= 0:
         return compute(session)
     key = (name, json.dumps(params, sort_keys=True, default=str), version(session, jobs, _check_seconds()))
-    with _lock:
-        if key in _entries:
-            _entries.move_to_end(key)
-            stats["hits"] += 1
-            return _entries[key]  # type: ignore[return-value]
+    found = _lookup(key)
+    if found is not None:
+        stats["hits"] += 1
+        return found[0]  # type: ignore[return-value]
     result = compute(session)
+    _store(key, (result,))
+    return result
+
+
+def recent(name: str, params: dict, seconds: float, compute: Callable[[], T]) -> T:
+    """``compute()``, or its result computed at most ``seconds`` ago (0: not cached).
+
+    For answers over tables that change all the time, where no job run marks a change (search
+    over every classified post): an answer may miss what arrived in its last ``seconds``.
+    """
+    if MAX_ENTRIES <= 0 or seconds <= 0:
+        return compute()
+    key = (name, json.dumps(params, sort_keys=True, default=str), "recent")
+    found = _lookup(key)
+    if found is not None and time.monotonic() - found[1] < seconds:
+        stats["hits"] += 1
+        return found[0]  # type: ignore[return-value]
+    computed_at = time.monotonic()  # before computing: the age counts what it may have missed
+    result = compute()
+    _store(key, (result, computed_at))
+    return result
+
+
+def _lookup(key: tuple) -> tuple | None:
+    with _lock:
+        found = _entries.get(key)
+        if found is not None:
+            _entries.move_to_end(key)
+        return found  # type: ignore[return-value]
+
+
+def _store(key: tuple, entry: tuple) -> None:
     with _lock:
         stats["misses"] += 1
-        _entries[key] = result
+        _entries[key] = entry
         while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
-    return result
 
 
 def answer_json(session: Session, name: str, params: dict, jobs: tuple[str, ...],

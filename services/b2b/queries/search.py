@@ -18,6 +18,10 @@ is the same); rare words reach the whole range, where they are few.
 
 Pages are keyset pages over (created_at, id) with a signed cursor bound to the query and
 filters: stable while new posts arrive.
+
+A page's matches (ids, times, classifications) are kept for ``B2B_SEARCH_CACHE_SECONDS`` per
+process: the same search again within them costs no text search, and may miss a post
+classified meanwhile. The posts themselves are looked up at every request (``posts.alive``).
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.intelligence.base import CLASSIFIED, IN_RANGE, range_params
+from services.read_cache import ReadCache
 
-from . import cursors, posts
+from . import cache, cursors, posts
 from .ranges import resolve
 
 _SEARCH = f"""
-    SELECT p.id, p.uri, p.author_did, a.handle AS author_handle, p.text, p.created_at, p.like_count,
-           p.repost_count, p.reply_count, pc.consumer_type, pc.experience_level, pc.product_category, pc.sentiment,
+    SELECT p.id, p.created_at, pc.consumer_type, pc.experience_level, pc.product_category, pc.sentiment,
            pc.sentiment_score, pc.purchase_intent, pc.purchase_stage, pc.region_hint, pc.strain_mentioned,
            pc.brand_mentioned, pc.effects_mentioned
     FROM {CLASSIFIED}
@@ -43,7 +47,6 @@ _SEARCH = f"""
             AND {IN_RANGE} {{after}}
           ORDER BY p.created_at DESC, p.id DESC
           OFFSET 0) m ON m.id = p.id
-    LEFT JOIN profiles a ON a.did = p.author_did
     WHERE (CAST(:product AS text) IS NULL OR pc.product_category = CAST(:product AS text))
       AND (CAST(:sentiment AS text) IS NULL OR pc.sentiment = CAST(:sentiment AS text))
       AND (CAST(:min_intent AS int) IS NULL OR pc.purchase_intent >= CAST(:min_intent AS int))
@@ -65,9 +68,15 @@ def search(session: Session, cursor_key: bytes, q: str, since: datetime | None =
            until: datetime | None = None, *,
            product: str | None = None, sentiment: str | None = None, min_intent: int | None = None,
            region: str | None = None, strain: str | None = None, brand: str | None = None,
-           limit: int = 50, cursor: str | None = None) -> dict:
+           limit: int = 50, cursor: str | None = None, fresh_seconds: float = 0.0,
+           live: ReadCache | None = None) -> dict:
     """Classified posts in [since, until) (default: the last 30 days) matching ``q`` and the filters,
-    newest first. The cursor is bound to the filters as given (an open range stays open)."""
+    newest first. The cursor is bound to the filters as given (an open range stays open).
+
+    The matches of a page may be up to ``fresh_seconds`` old (``cache.recent``); the posts they
+    name are looked up at each request (``posts.alive``, from ``live`` where it holds them), so a
+    deleted post leaves every page at once and counts are current.
+    """
     filters = {"q": q, "since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
                "product": product,
                "sentiment": sentiment, "min_intent": min_intent, "region": region.lower() if region else None,
@@ -85,21 +94,32 @@ def search(session: Session, cursor_key: bytes, q: str, since: datetime | None =
             raise cursors.InvalidCursor("cursor is not one this API returned")
         params.update(after_at=after[0], after_id=after[1])
     statement = text(_SEARCH.format(after=_AFTER if cursor else ""))
-    for window in WINDOWS:
-        lo = max(since, start - window) if window is not None else since
-        if lo >= start:
-            rows = []
-            continue
-        rows = list(session.execute(statement, {**params, **range_params(lo, start)}).mappings())
-        if len(rows) > limit or lo == since:
-            break
-    more, rows = len(rows) > limit, rows[:limit]
-    items = [{**posts.view(r), "classification": {
+
+    def matches() -> list[dict]:
+        for window in WINDOWS:
+            lo = max(since, start - window) if window is not None else since
+            if lo >= start:
+                rows = []
+                continue
+            rows = [_match(r) for r in session.execute(statement, {**params, **range_params(lo, start)}).mappings()]
+            if len(rows) > limit or lo == since:
+                break
+        return rows
+
+    found = cache.recent("search", {**filters, "limit": limit, "cursor": cursor}, fresh_seconds, matches)
+    more, page = len(found) > limit, found[:limit]
+    views = posts.alive(session, [m["id"] for m in page], live)
+    items = [{**views[m["id"]], "classification": m["classification"]} for m in page if m["id"] in views]
+    next_cursor = cursors.encode(cursor_key, filters, [page[-1]["created_at"].isoformat(), page[-1]["id"]]) \
+        if more else None
+    return {"q": q, "since": since.isoformat(), "until": until.isoformat(), "posts": items, "cursor": next_cursor}
+
+
+def _match(r) -> dict:
+    """A matching post's id, time and classification (its view is looked up per request)."""
+    return {"id": r["id"], "created_at": r["created_at"], "classification": {
         "consumer_type": r["consumer_type"], "experience_level": r["experience_level"],
         "product_category": r["product_category"], "sentiment": r["sentiment"], "sentiment_score": r["sentiment_score"],
         "purchase_intent": r["purchase_intent"], "purchase_stage": r["purchase_stage"], "region": r["region_hint"],
         "strain": r["strain_mentioned"], "brand": r["brand_mentioned"],
-        "effects": list(r["effects_mentioned"] or [])}} for r in rows]
-    next_cursor = cursors.encode(cursor_key, filters, [rows[-1]["created_at"].isoformat(), rows[-1]["id"]]) \
-        if more else None
-    return {"q": q, "since": since.isoformat(), "until": until.isoformat(), "posts": items, "cursor": next_cursor}
+        "effects": list(r["effects_mentioned"] or [])}}
