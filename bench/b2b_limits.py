@@ -102,6 +102,7 @@ def new_key(env: dict) -> str:
     with db.session_scope() as session:
         _, key = clients.create(session, f"bench {uuid.uuid4().hex[:6]}", "custom", monthly_quota=2_000_000_000,
                                 rate_limit_per_min=100_000)
+    db.get_engine().dispose()  # a key per run: an engine left to the garbage collector holds its connection
     return key
 
 
