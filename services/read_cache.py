@@ -335,6 +335,26 @@ class ReadCache:
             self.store(ticket, [(key, value)], depends)
         return value
 
+    def dependents(self, keys: list[tuple], read) -> dict[tuple, object]:
+        """:meth:`dependent` for many keys with one read: ``read(missing)`` returns
+        ``{key: (value, depends)}`` for the keys not held (a value of None is not stored)."""
+        found, missing = {}, []
+        for key in keys:
+            value = self.get(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        self.hits += len(keys) - len(missing)
+        if missing:
+            self.misses += len(missing)
+            ticket = self.ticket()
+            for key, (value, depends) in read(missing).items():
+                found[key] = value
+                if value is not None:
+                    self.store(ticket, [(key, value)], depends)
+        return found
+
     def first_page(self, key: tuple, read) -> list:
         """The first :data:`PAGE_ROWS` keys of a page; ``read(PAGE_ROWS - 1)`` fetches them (as
         ``services.feeds.page_keys`` with that limit: one row more than asked)."""

@@ -64,6 +64,6 @@ def answer(session: Session, question: str, since: datetime | None = None, until
         return cached
     found = posts.alive(session, [p["post_id"] for p in cached["answer"]["posts"]], live)
     shown = [{**found[p["post_id"]], **{k: v for k, v in p.items() if k not in ("post_id", "uri", "author_did",
-                                                                              "created_at")}}
-            for p in cached["answer"]["posts"] if p["post_id"] in found]
+                                                                               "created_at")}}
+             for p in cached["answer"]["posts"] if p["post_id"] in found]
     return {**cached, "answer": {**cached["answer"], "posts": shown}}

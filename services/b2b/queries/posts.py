@@ -35,26 +35,14 @@ def alive(session: Session, ids, live: ReadCache | None = None) -> dict[int, dic
         return {}
     if live is None:
         return _read(session, ids)
-    found, missing = {}, []
-    for post_id in ids:
-        view = live.get(("bp", post_id))
-        if view is None:
-            missing.append(post_id)
-        elif view is not _GONE:
-            found[post_id] = view
-    live.hits += len(ids) - len(missing)
-    if missing:
-        live.misses += len(missing)
-        ticket = live.ticket()
-        read = _read(session, missing)
-        for post_id in missing:
-            view = read.get(post_id)
-            if view is None:
-                live.store(ticket, [(("bp", post_id), _GONE)])
-            else:
-                live.store(ticket, [(("bp", post_id), view)], depends=[("p", view["uri"]), ("au", view["author_did"])])
-        found.update(read)
-    return found
+
+    def read(keys: list[tuple]) -> dict[tuple, tuple]:
+        views = _read(session, [post_id for _, post_id in keys])
+        read = {("bp", i): (v, [("p", v["uri"]), ("au", v["author_did"])]) for i, v in views.items()}
+        return {key: read.get(key, (_GONE, ())) for key in keys}
+
+    cached = live.dependents([("bp", post_id) for post_id in ids], read)
+    return {post_id: view for (_, post_id), view in cached.items() if view is not _GONE}
 
 
 def _read(session: Session, ids: list[int]) -> dict[int, dict]:
