@@ -8,7 +8,8 @@ Under gevent the worker monkey-patches the standard library before the app is im
 psycopg 3 (>= 3.1.14), SQLAlchemy's pool and redis-py all cooperate with.
 
 Environment: ``PORT``, ``WEB_CONCURRENCY`` (processes), ``WEB_WORKER_CLASS`` (gevent |
-gthread), ``WEB_WORKER_CONNECTIONS`` (gevent), ``WEB_THREADS`` (gthread), ``WEB_ACCESS_LOG``.
+gthread), ``WEB_WORKER_CONNECTIONS`` (gevent), ``WEB_THREADS`` (gthread), ``WEB_REUSE_PORT``
+(1: a listening socket per process), ``WEB_ACCESS_LOG``.
 """
 
 import gc
@@ -25,6 +26,13 @@ threads = int(os.environ.get("WEB_THREADS", "16"))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# Each process listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections
+# among them. On one shared socket the process that wakes first takes a burst of connections:
+# 16 keep-alive clients often all landed in one of two processes, which then served them with
+# one core while the other idled (bench/b2b.py's segments at 16 clients: 1,440 → 2,495 req/s).
+# The cost: a process that exits drops the connections still waiting in its own backlog, and a
+# second server started by the same user on the same port shares it instead of failing.
+reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") else None
 # No preload: workers must not inherit database or broker connections across fork, and the
 # gevent worker must patch the standard library before the app imports it.
