@@ -24,6 +24,10 @@ autocommit as the app runs them. Runs of the five sides alternate, ``--rounds`` 
 so that the noise of the shared machine falls on all of them alike. Ratios printed: api / bare
 SQL and limiter cost = 1 - api / no-limiter (the same for no-lease).
 
+For ``segments``, whose answer comes from memory, two more servers with the same config answer
+its bytes without any of our code (``bench/stack_ceiling.py``: a bare WSGI function, and a
+one-route Flask app): the ceiling of the web stack on this machine, next to its bare SQL.
+
 Last, one client in-process (Flask's test client) with the cache on and off, interleaved: the
 latency each request saves, without queueing.
 
@@ -154,6 +158,8 @@ def main() -> None:
     parser.add_argument("--single-only", action="store_true",
                         help="only the one-client in-process run (with --reuse: seconds instead of minutes)")
     args = parser.parse_args()
+    import httpx
+    import stack_ceiling
     from api import load_api, load_bare, merge
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
@@ -193,6 +199,13 @@ def main() -> None:
             if args.before:
                 servers["before"] = start_server(env, Path(logs) / "before.log", args.before.resolve())
                 stack.callback(servers["before"].stop)
+            ceilings = {}
+            if "segments" in chosen:  # the stack alone, answering segments' bytes (bench/stack_ceiling.py)
+                body = httpx.get(servers["api"].http + ENDPOINTS["segments"][0],
+                                 headers={"Authorization": f"Bearer {new_key(env)}"}).raise_for_status().content
+                for kind in stack_ceiling.KINDS:
+                    ceilings[kind] = stack_ceiling.start(kind, env, body, Path(logs))
+                    stack.callback(ceilings[kind].stop)
             for _ in range(args.rounds):
                 for name in chosen:
                     for clients in concurrency:
@@ -202,11 +215,17 @@ def main() -> None:
                                                            args.seconds))
                             runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
+                        for kind, server in ceilings.items() if name == "segments" else ():
+                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], {}, clients, args.seconds))
+                            runs.setdefault((name, f"stack {kind}", clients), []).append(result)
+                            show(name, f"stack {kind}", clients, result)
                         result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds, autocommit=True))
                         runs.setdefault((name, "bare SQL", clients), []).append(result)
                         show(name, "bare SQL", clients, result)
         results = {key: merge(parts) for key, parts in runs.items()}
         report(results, chosen, concurrency, _posts_in(url) if args.reuse else args.posts)
+        if ceilings:
+            report_ceiling(results, concurrency, len(body))
         single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
     finally:
         import redis
@@ -290,6 +309,21 @@ def report(results: dict, names: list[str], concurrency: list[int], posts: int) 
             print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_lease / bare:>14.2f} "
                   f"{1 - api / no_limiter:>13.1%} {1 - no_lease / no_limiter:>14.1%}"
                   + (f" {api / row[5]['rps']:>11.2f}" if before else ""))
+
+
+
+def report_ceiling(results: dict, concurrency: list[int], size: int) -> None:
+    """segments next to the stack alone answering its bytes: how much of the gap to bare SQL is ours."""
+    print(f"\nthe stack alone (bench/stack_ceiling.py), answering segments' {size:,} bytes; req/s (p95 ms)")
+    columns = ("stack wsgi", "stack flask", "api", "bare SQL")
+    print(f"{'clients':>7} " + " ".join(f"{c:>18}" for c in columns)
+          + f" {'flask/bare':>11} {'api/flask':>10} {'api/wsgi':>9}")
+    for clients in concurrency:
+        row = {c: results[("segments", c, clients)] for c in columns}
+        cells = " ".join(f"{row[c]['rps']:>9.0f} ({row[c]['p95']:>5.1f})" for c in columns)
+        rps = {c: row[c]["rps"] for c in columns}
+        print(f"{clients:>7} {cells} {rps['stack flask'] / rps['bare SQL']:>11.2f} "
+              f"{rps['api'] / rps['stack flask']:>10.2f} {rps['api'] / rps['stack wsgi']:>9.2f}")
 
 
 if __name__ == "__main__":
