@@ -311,7 +311,6 @@ def report(results: dict, names: list[str], concurrency: list[int], posts: int) 
                   + (f" {api / row[5]['rps']:>11.2f}" if before else ""))
 
 
-
 def report_ceiling(results: dict, concurrency: list[int], size: int) -> None:
     """segments next to the stack alone answering its bytes: how much of the gap to bare SQL is ours."""
     print(f"\nthe stack alone (bench/stack_ceiling.py), answering segments' {size:,} bytes; req/s (p95 ms)")
@@ -319,11 +318,10 @@ def report_ceiling(results: dict, concurrency: list[int], size: int) -> None:
     print(f"{'clients':>7} " + " ".join(f"{c:>18}" for c in columns)
           + f" {'flask/bare':>11} {'api/flask':>10} {'api/wsgi':>9}")
     for clients in concurrency:
-        row = {c: results[("segments", c, clients)] for c in columns}
-        cells = " ".join(f"{row[c]['rps']:>9.0f} ({row[c]['p95']:>5.1f})" for c in columns)
-        rps = {c: row[c]["rps"] for c in columns}
-        print(f"{clients:>7} {cells} {rps['stack flask'] / rps['bare SQL']:>11.2f} "
-              f"{rps['api'] / rps['stack flask']:>10.2f} {rps['api'] / rps['stack wsgi']:>9.2f}")
+        wsgi, flask, api, bare = (results[("segments", c, clients)] for c in columns)
+        cells = " ".join(f"{r['rps']:>9.0f} ({r['p95']:>5.1f})" for r in (wsgi, flask, api, bare))
+        print(f"{clients:>7} {cells} {flask['rps'] / bare['rps']:>11.2f} "
+              f"{api['rps'] / flask['rps']:>10.2f} {api['rps'] / wsgi['rps']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ keepalive = 5
 # one core while the other idled (bench/b2b.py's segments at 16 clients: 1,440 → 2,495 req/s).
 # The cost: a process that exits drops the connections still waiting in its own backlog, and a
 # second server started by the same user on the same port shares it instead of failing.
-reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
+reuse_port = os.environ.get("WEB_REUSE_PORT", "1").strip().lower() not in ("0", "false", "no", "off")
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") else None
 # No preload: workers must not inherit database or broker connections across fork, and the
 # gevent worker must patch the standard library before the app imports it.

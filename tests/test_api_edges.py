@@ -18,7 +18,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import time
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -357,3 +359,48 @@ def test_what_counts_as_a_local_peer():
     assert all(map(is_local, ["10.1.2.3", "172.17.0.1", "192.168.1.1", "127.0.0.1", "::1", "fe80::1",
                               "::ffff:10.0.0.1", "", None]))
     assert not any(map(is_local, ["8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "unknown"]))
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (``/proc/net/tcp`` and ``tcp6``)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])
+    return found
+
+
+def _worker_sockets(master: int, port: int) -> dict[int, set[str]]:
+    """Worker pid -> inodes of the listening sockets on ``port`` it holds open."""
+    listening, workers = _listening_inodes(port), {}
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) != master:
+                continue
+            links = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")}
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        workers[int(entry)] = {link[8:-1] for link in links if link.startswith("socket:[")} & listening
+    return workers
+
+
+@pytest.mark.parametrize("setting, sockets", [(None, 2), ("1", 2), ("0", 1), ("false", 1)])
+def test_each_web_process_listens_on_its_own_socket_unless_switched_off(env, tmp_path, setting, sockets):
+    """The deployed config gives each of the processes its own listening socket (the kernel
+    spreads connections among them); ``WEB_REUSE_PORT=0`` goes back to one shared socket."""
+    settings = {"WEB_CONCURRENCY": "2"} | ({"WEB_REUSE_PORT": setting} if setting is not None else {})
+    web = Web({k: v for k, v in env.items() if k != "WEB_REUSE_PORT"}, tmp_path / "web.log", **settings)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            workers = _worker_sockets(web.proc.pid, web.port)
+            if len(workers) == 2 and all(workers.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2 and all(workers.values()), workers
+        assert len(set().union(*workers.values())) == sockets, workers
+    finally:
+        web.stop()
