@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     from . import admin_pages
     admin_pages.init_app(app)  # /admin: HTML pages behind an ADMIN_TOKEN sign-in, not in the OpenAPI document
     request_guards.init_app(app, settings.max_request_bytes)  # reads the finished OpenAPI document
+    extensions.trust_proxies(app, settings)  # outermost WSGI middleware
     return app

@@ -53,8 +53,6 @@ def init_app(app: Flask, settings) -> None:
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=50, timeout=5,
                                                  socket_timeout=5)
     app.extensions["redis"] = redis.Redis(connection_pool=pool)
-    if settings.proxy_count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
     proxy_check.init_app(app, settings.proxy_count)  # before the limiter's hook: sees refused requests too
     CORS(app, origins=list(settings.cors_origins), supports_credentials=False,
          expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"],
@@ -145,6 +143,13 @@ def _remember_cors_headers(app: Flask) -> None:
         return response
 
     chain[chain.index(original)] = cors_after_request
+
+
+def trust_proxies(app: Flask, settings) -> None:
+    """The client's address and scheme from ``PROXY_COUNT`` proxies' headers, for everything
+    the app runs (its WSGI middleware included): call last, to wrap it all."""
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
 
 
 def get_redis() -> redis.Redis:

@@ -24,27 +24,33 @@ WS_DELIVERIES = Counter("cannect_ws_deliveries_total", "Realtime events queued t
 WS_DROPPED = Counter("cannect_ws_dropped_total", "Sockets the server dropped", ["reason"])
 
 
+_latency_of: dict[tuple[str, str], Histogram] = {}  # (route, method) -> its histogram child
+
+
+def observe_latency(route: str | None, method: str, seconds: float) -> None:
+    """One request's latency under its URL rule (``None``: no route matched)."""
+    histogram = _latency_of.get((route, method))  # type: ignore[arg-type]
+    if histogram is None:  # labels() validates and locks: once per route and method (a bounded set)
+        histogram = REQUEST_LATENCY.labels(route or "unmatched", method)
+        if route is not None:
+            _latency_of[(route, method)] = histogram
+    histogram.observe(seconds)
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def _start_timer():
         g._started = time.perf_counter()
-
-    latency_of: dict[tuple[str, str], object] = {}  # (endpoint, method) -> its histogram child
 
     @app.after_request
     def _observe(response):
         rule = request.url_rule
         if rule is not None and rule.websocket:
             return response  # a socket's lifetime is not a request latency
-        endpoint, method = rule.rule if rule is not None else "unmatched", request.method
-        histogram = latency_of.get((endpoint, method))
-        if histogram is None:  # labels() validates and locks: once per route and method (a bounded set)
-            histogram = REQUEST_LATENCY.labels(endpoint, method)
-            if rule is not None:
-                latency_of[(endpoint, method)] = histogram
-        histogram.observe(time.perf_counter() - g.get("_started", time.perf_counter()))
+        route, method = rule.rule if rule is not None else None, request.method
+        observe_latency(route, method, time.perf_counter() - g.get("_started", time.perf_counter()))
         if response.status_code >= 400:
-            REQUEST_ERRORS.labels(endpoint, method, str(response.status_code)).inc()
+            REQUEST_ERRORS.labels(route or "unmatched", method, str(response.status_code)).inc()
         return response
 
     @app.get("/metrics")

@@ -7,10 +7,10 @@ then the jobs behind the endpoints run once (the three materialized views, trend
 scores). Four gunicorn servers (``cannect/gunicorn_conf.py`` as deployed, ``DB_POOL_SIZE=3`` so that
 all fit in PostgreSQL's connections), all running at once, serve the app:
 
-- ``api``: as in production (key check, limiter script in Redis with leases, usage log, answer cache);
-- ``no-lease``: the same with one limiter script per request (``bench/b2b_limits.py``'s
-  ``B2B_BENCH_MODE=exact``, as before leases): ``api`` and ``no-lease`` side by side are the
-  before/after of the leases;
+- ``api``: as in production (key check, limiter script in Redis with leases, usage log, answer
+  cache, cached answers the same for every client replayed before Flask: ``segments``);
+- ``no-replay``: the same with ``B2B_ANSWER_REPLAY=0``: every request goes through Flask
+  (``app/api/v1/answer_replay.py``'s before/after);
 - ``no-limiter``: the same, with the limiter answering "ok" without Redis and no usage log
   (``bench/b2b_limits.py``'s ``B2B_BENCH_MODE=bare``): what limits and logging cost;
 - ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
@@ -22,7 +22,7 @@ turn, then *bare SQL*: the statements the app executes for the same URLs when no
 (recorded in-process), replayed through psycopg with as many connections, one by one in
 autocommit as the app runs them. Runs of the five sides alternate, ``--rounds`` times (merged),
 so that the noise of the shared machine falls on all of them alike. Ratios printed: api / bare
-SQL and limiter cost = 1 - api / no-limiter (the same for no-lease).
+SQL, limiter cost = 1 - api / no-limiter, and api / no-replay.
 
 For ``segments``, whose answer comes from memory, two more servers with the same config answer
 its bytes without any of our code (``bench/stack_ceiling.py``: a bare WSGI function, and a
@@ -55,7 +55,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 
 SECRET = "bench-secret-" + "x" * 32
-MODES = ("api", "no-lease", "no-limiter", "no-cache")
+MODES = ("api", "no-replay", "no-limiter", "no-cache")
 #: Words of the seeded texts: each post gets two, so a word is in about 1 post in 20.
 WORDS = ("sleep relax anxiety pain dispensary price quality edible gummies flower vape cart rosin tincture "
          "terpene strain indica sativa hybrid morning evening weekend friend music coffee doctor medical card "
@@ -188,7 +188,7 @@ def main() -> None:
             from api import explain
 
             explain(url, {name: recordings[name] for name in chosen})
-        modes = {"api": {}, "no-lease": {"B2B_BENCH_MODE": "exact"}, "no-limiter": {"B2B_BENCH_MODE": "bare"},
+        modes = {"api": {}, "no-replay": {"B2B_ANSWER_REPLAY": "0"}, "no-limiter": {"B2B_BENCH_MODE": "bare"},
                  "no-cache": {"B2B_BENCH_CACHE": "off"}}
         runs: dict[tuple[str, str, int], list[dict]] = {}
         with tempfile.TemporaryDirectory() as logs, contextlib.ExitStack() as stack:
@@ -299,15 +299,15 @@ def report(results: dict, names: list[str], concurrency: list[int], posts: int) 
     before = ("before",) if any(mode == "before" for _, mode, _ in results) else ()
     columns = (*MODES, "bare SQL", *before)
     head = f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>18}" for m in columns)
-    print(head + f" {'api/bare':>9} {'no-lease/bare':>14} {'limiter cost':>13} {'no-lease cost':>14}"
+    print(head + f" {'api/bare':>9} {'no-replay/bare':>15} {'limiter cost':>13} {'api/no-replay':>14}"
           + (f" {'api/before':>11}" if before else ""))
     for name in names:
         for clients in concurrency:
             row = [results[(name, mode, clients)] for mode in columns]
             cells = " ".join(f"{r['rps']:>9.0f} ({r['p95']:>5.1f})" for r in row)
-            api, no_lease, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[2]["rps"], row[4]["rps"]
-            print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_lease / bare:>14.2f} "
-                  f"{1 - api / no_limiter:>13.1%} {1 - no_lease / no_limiter:>14.1%}"
+            api, no_replay, no_limiter, bare = row[0]["rps"], row[1]["rps"], row[2]["rps"], row[4]["rps"]
+            print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_replay / bare:>15.2f} "
+                  f"{1 - api / no_limiter:>13.1%} {api / no_replay:>14.2f}"
                   + (f" {api / row[5]['rps']:>11.2f}" if before else ""))
 
 

@@ -13,6 +13,7 @@ from flask_openapi3 import OpenAPI
 
 from . import explore, market, usage, webhooks
 from .access import B2B_ERRORS, B2B_SECURITY, current_client, init_access
+from .answer_replay import AnswerReplay
 
 BLUEPRINTS = [usage.api, webhooks.api, market.api, explore.api]
 
@@ -23,6 +24,8 @@ def register_b2b_api(app: OpenAPI) -> None:
     init_access(app)
     for blueprint in (*BLUEPRINTS, admin_clients):
         app.register_api(blueprint)
+    if app.config["SETTINGS"].b2b_answer_replay:  # (before ProxyFix wraps the app: inside it)
+        app.wsgi_app = AnswerReplay(app.wsgi_app, app.extensions["b2b_gate"])
 
 
 __all__ = ["B2B_ERRORS", "B2B_SECURITY", "BLUEPRINTS", "current_client", "register_b2b_api"]

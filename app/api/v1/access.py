@@ -18,6 +18,10 @@ app's other limits) and the IETF draft ``RateLimit-Policy`` / ``RateLimit`` head
 and month). Calls of an identified client are logged (``Gate.log_usage``: pushed to the usage buffer
 with the process's next limiter script).
 
+A cached answer that is the same for every client is replayed before Flask
+(``answer_replay.py``) after the same ``Gate.check``; a request it refuses reaches the hook here
+with that decision (``CHECKED`` in the WSGI environ) and is not checked, nor counted, again.
+
 The app-wide per-IP and per-member limits (flask-limiter) do not apply here: a key's own
 limits replace them, and failed keys are limited per IP by the gate.
 """
@@ -46,6 +50,8 @@ from ...schemas import Problem
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
+#: WSGI environ key of a :class:`Decision` already made for this request (``answer_replay.py``).
+CHECKED = "cannect.b2b_decision"
 B2B_SCHEME = "apiKey"
 API_KEY_HEADER = "X-API-Key"
 #: OpenAPI security of every /api/v1 operation: the key as a bearer token or in X-API-Key.
@@ -116,14 +122,22 @@ def _under_prefix(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-def _endpoint_name(path: str) -> str:
+def endpoint_name(path: str) -> str:
+    """The endpoint plans list: the path's first segment under the prefix."""
     return path[len(PREFIX):].lstrip("/").split("/", 1)[0]
 
 
-def _presented_key() -> str | None:
+def usage_name(rule: str | None, endpoint: str) -> str:
+    """What ``api_usage`` records as the endpoint: the route under the prefix (its URL rule,
+    ``/posts/<id>``), or the first segment of a path no route matched."""
+    name = rule[len(PREFIX):] if rule and rule.startswith(PREFIX) else "/" + endpoint[:64]
+    return name or "/"
+
+
+def presented_key(environ: dict) -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key``; ``""`` (refused) when both
-    are sent and differ or the Authorization scheme is not Bearer."""
-    environ = request.environ  # (read directly: EnvironHeaders.get costs ~10x a dict lookup)
+    are sent and differ or the Authorization scheme is not Bearer. (Read from the WSGI environ:
+    EnvironHeaders.get costs ~10x a dict lookup, and replays run before Flask.)"""
     header = environ.get("HTTP_AUTHORIZATION")
     alternative = environ.get("HTTP_X_API_KEY")
     bearer = None
@@ -137,7 +151,7 @@ def _presented_key() -> str | None:
     return bearer if bearer is not None else (alternative.strip() if alternative is not None else None)
 
 
-def _limit_headers(decision: Decision) -> dict[str, str]:
+def limit_headers(decision: Decision) -> dict[str, str]:
     verdict = decision.verdict
     if verdict is None:
         return {}
@@ -167,7 +181,7 @@ def _month_window() -> int:
 
 
 def _refusal(decision: Decision) -> ApiError:
-    headers = _limit_headers(decision)
+    headers = limit_headers(decision)
     outcome = decision.outcome
     if outcome == "unauthorized":
         headers["WWW-Authenticate"] = 'Bearer realm="cannect-b2b"'
@@ -202,13 +216,15 @@ def init_access(app: Flask) -> None:
         if not _under_prefix(request.path) or request.method == "OPTIONS":
             return None
         g.b2b_started = time.perf_counter()
-        endpoint = _endpoint_name(request.path)
-        try:
-            decision = app.extensions["b2b_gate"].check(_presented_key(), endpoint, client_ip)
-        except (RedisError, OperationalError):
-            log.exception("B2B access check failed: Redis or PostgreSQL not answering")
-            raise ApiError(503, "Service Unavailable", "Keys and limits cannot be checked right now: try again "
-                           "shortly", {"Retry-After": "1"})
+        decision = request.environ.get(CHECKED)  # made by answer_replay.py before Flask: not again
+        if decision is None:
+            try:
+                decision = app.extensions["b2b_gate"].check(presented_key(request.environ),
+                                                            endpoint_name(request.path), client_ip)
+            except (RedisError, OperationalError):
+                log.exception("B2B access check failed: Redis or PostgreSQL not answering")
+                raise ApiError(503, "Service Unavailable", "Keys and limits cannot be checked right now: try again "
+                               "shortly", {"Retry-After": "1"})
         g.b2b_decision = decision
         if decision.outcome == "ok":
             g.b2b_client = decision.client
@@ -221,13 +237,12 @@ def init_access(app: Flask) -> None:
         if decision is None:
             return response
         if "X-RateLimit-Limit" not in response.headers:  # a refusal carries them already
-            response.headers.extend(_limit_headers(decision))  # (setdefault each: 5 scans, ~4x the time)
+            response.headers.extend(limit_headers(decision))  # (setdefault each: 5 scans, ~4x the time)
         if decision.client is not None:
             latency_ms = round((time.perf_counter() - g.b2b_started) * 1000)
             rule = request.url_rule.rule if request.url_rule is not None else None
-            name = rule[len(PREFIX):] if rule and rule.startswith(PREFIX) else "/" + decision.endpoint[:64]
-            app.extensions["b2b_gate"].log_usage(decision.client.client_id, name or "/", request.method,
-                                                 response.status_code, latency_ms)
+            app.extensions["b2b_gate"].log_usage(decision.client.client_id, usage_name(rule, decision.endpoint),
+                                                 request.method, response.status_code, latency_ms)
         return response
 
 

@@ -19,7 +19,8 @@ from .access import B2B_ERRORS, B2B_SECURITY
 from .answers import (BrandsQuery, BrandsResponse, InsightPath, InsightQuery, InsightResponse, IntentsQuery,
                       IntentsResponse, OpportunitiesQuery, OpportunitiesResponse, SegmentsQuery, SegmentsResponse,
                       StrainsQuery, StrainsResponse, TimeseriesQuery, TimeseriesResponse, TrendsQuery, TrendsResponse)
-from .paging import PAGE_ERRORS, answer_session, cursor_key, json_body
+from .answer_replay import replayable
+from .paging import PAGE_ERRORS, answer_session, cursor_key
 
 api = APIBlueprint("b2b_market", __name__, url_prefix="/api/v1",
                    abp_tags=[Tag(name="b2b: intelligence", description="Segments, trends, intents, opportunities, "
@@ -30,10 +31,11 @@ api = APIBlueprint("b2b_market", __name__, url_prefix="/api/v1",
 def get_segments(query: SegmentsQuery):
     """Consumer type × experience level over the last 30 days: users, posts, sentiment, intent, lifestyles.
 
-    From the hourly view mv_consumer_segments; cached until its next refresh.
+    From the hourly view mv_consumer_segments; cached until its next refresh (and replayed
+    before Flask meanwhile: the answer is the same for every client).
     """
     with answer_session() as session:
-        return json_body(market.segments_json(session, query.consumer_type, query.experience_level,
+        return replayable(market.segments_json(session, query.consumer_type, query.experience_level,
                                               query.lifestyles))
 
 

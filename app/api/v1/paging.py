@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
 
-from flask import Response, current_app
 from sqlalchemy.orm import Session
 
 from services.b2b.queries import cursors
@@ -57,11 +56,6 @@ class _LazySession:
     def _finish(self, exc_type=None, exc=None, tb=None) -> None:
         if self._scope is not None:
             self._scope.__exit__(exc_type, exc, tb)
-
-
-def json_body(body: bytes) -> Response:
-    """An answer already encoded as JSON (``services/b2b/queries/cache.answer_json``)."""
-    return current_app.response_class(body, mimetype="application/json")
 
 
 @contextmanager

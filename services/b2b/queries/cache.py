@@ -24,7 +24,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 import orjson
 from sqlalchemy import text
@@ -61,22 +61,37 @@ def _check_seconds() -> float:
     return get_settings().b2b_cache_check_seconds
 
 
+def unchanged(jobs: tuple[str, ...], seen: str) -> bool:
+    """Whether ``jobs`` have not run since ``seen`` (a :func:`version`), as this process last
+    read it within the check interval; no database round trip (the reading is not renewed)."""
+    reading = _versions.get(jobs)
+    return (MAX_ENTRIES > 0 and reading is not None and reading[1] == seen
+            and time.monotonic() - reading[0] < _check_seconds())
+
+
 def answer(session: Session, name: str, params: dict, jobs: tuple[str, ...], compute: Callable[[Session], T]) -> T:
     """``compute(session)``, or its cached result while ``jobs`` have not run again.
 
     The result is shared between requests: callers build new objects from it, never change it.
     ``MAX_ENTRIES = 0`` turns the cache off (benchmarks measure what it saves).
     """
+    return _answer(session, name, params, jobs, compute)[0]
+
+
+def _answer(session: Session, name: str, params: dict, jobs: tuple[str, ...], compute: Callable[[Session], T]
+            ) -> tuple[T, str | None]:
+    """:func:`answer` and the version it is cached under (None: the cache is off)."""
     if MAX_ENTRIES <= 0:
-        return compute(session)
-    key = (name, json.dumps(params, sort_keys=True, default=str), version(session, jobs, _check_seconds()))
+        return compute(session), None
+    current = version(session, jobs, _check_seconds())
+    key = (name, json.dumps(params, sort_keys=True, default=str), current)
     found = _lookup(key)
     if found is not None:
         stats["hits"] += 1
-        return found[0]  # type: ignore[return-value]
+        return found[0], current  # type: ignore[return-value]
     result = compute(session)
     _store(key, (result,))
-    return result
+    return result, current
 
 
 def recent(name: str, params: dict, seconds: float, compute: Callable[[], T]) -> T:
@@ -114,11 +129,22 @@ def _store(key: tuple, entry: tuple) -> None:
             _entries.popitem(last=False)
 
 
+class JsonAnswer(NamedTuple):
+    """An answer's JSON body, the jobs behind it and the :func:`version` of their runs it is
+    cached under (None when the cache is off). While :func:`unchanged` says so, the same
+    parameters give the same body: the web process may replay it without asking again."""
+
+    body: bytes
+    jobs: tuple[str, ...]
+    version: str | None
+
+
 def answer_json(session: Session, name: str, params: dict, jobs: tuple[str, ...],
-                compute: Callable[[Session], object]) -> bytes:
+                compute: Callable[[Session], object]) -> JsonAnswer:
     """:func:`answer` for an answer served as it is: kept as its JSON body (what Flask's JSON
     provider sends, orjson and a newline), so that a hit serializes nothing."""
-    return answer(session, name + ".json", params, jobs, lambda s: orjson.dumps(compute(s)) + b"\n")
+    body, current = _answer(session, name + ".json", params, jobs, lambda s: orjson.dumps(compute(s)) + b"\n")
+    return JsonAnswer(body, jobs, current)
 
 
 def clear() -> None:

@@ -53,8 +53,9 @@ def segments(session: Session, consumer_type: str | None = None, experience_leve
 
 
 def segments_json(session: Session, consumer_type: str | None = None, experience_level: str | None = None,
-                  lifestyles: int = 5) -> bytes:
-    """:func:`segments` as its JSON body, cached as such: the whole answer comes from the view."""
+                  lifestyles: int = 5) -> cache.JsonAnswer:
+    """:func:`segments` as its JSON body, cached as such: the whole answer comes from the view
+    and is the same for every client."""
     params = {"consumer_type": consumer_type, "experience_level": experience_level, "lifestyles": lifestyles}
     return cache.answer_json(session, "segments", params, JOBS["segments"], lambda s: _segments(s, params))
 
