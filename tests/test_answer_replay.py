@@ -1,5 +1,5 @@
 """Cached /api/v1 answers replayed before Flask (app/api/v1/answer_replay.py), on real PostgreSQL
-and Redis: the replay is the same answer Flask gave, behind the same key check (bad, revoked,
+and Redis: segments, brands, strains and time series; the replay is the same answer Flask gave, behind the same key check (bad, revoked,
 foreign and over-the-limit keys refused exactly as under Flask, and counted once), logged in usage
 and metrics, ended by a job run, never used for other URLs, CORS requests or when Redis is away;
 failed keys are limited per client address behind a proxy as under Flask."""
@@ -69,6 +69,20 @@ def test_the_replay_is_flasks_answer_counted_logged_and_measured_like_it(b2b, da
     flush(b2b)
     rows = usage_rows(client["id"])
     assert [(r.endpoint, r.method, r.status_code) for r in rows] == [("/segments", "GET", 200)] * 4
+
+
+@pytest.mark.parametrize("url, route, rows", [("/api/v1/brands?limit=5", "/brands", "brands"),
+                                              ("/api/v1/strains", "/strains", "strains"),
+                                              ("/api/v1/timeseries?period=day", "/timeseries", "points")])
+def test_every_answer_the_same_for_all_clients_is_replayed_as_flask_gave_it(b2b, data, url, route, rows):
+    client, key = create(b2b, tier="starter")
+    first = b2b.get(url, headers=bearer(key))
+    assert first.status_code == 200 and first.get_json()[rows] and replay_of(b2b).replayed == 0
+    again = b2b.get(url, headers=bearer(key))
+    assert replay_of(b2b).replayed == 1
+    assert again.data == first.data and static_headers(again) == static_headers(first)
+    flush(b2b)
+    assert [(r.endpoint, r.status_code) for r in usage_rows(client["id"])] == [(route, 200)] * 2
 
 
 def test_a_replayed_url_refuses_every_key_flask_refuses(make_api, data):

@@ -4,7 +4,9 @@ time series and the seven insights questions.
 Thin handlers over ``services/b2b/queries``: answers come from the intelligence tables and
 views and are cached until the job behind them runs again; posts they name are read live
 (deleted posts never appear), from the process's read cache when the request may use it.
-Access (key, plan, limits) is checked before the handler runs.
+Answers that are the same for every client and name no posts (segments, brands, strains, time
+series) are returned as :func:`replayable`: replayed before Flask until their job runs again
+(``answer_replay.py``). Access (key, plan, limits) is checked before the handler runs.
 """
 
 from __future__ import annotations
@@ -71,14 +73,15 @@ def get_opportunities(query: OpportunitiesQuery):
 def get_brands(query: BrandsQuery):
     """Brands by mentions, with mean sentiment (-1..1) and first/last mention (every 5 minutes)."""
     with answer_session() as session:
-        return entities.brands(session, query.min_mentions, query.limit)
+        return replayable(entities.brands_json(session, query.min_mentions, query.limit))
 
 
 @api.get("/strains", security=B2B_SECURITY, responses={200: StrainsResponse, **B2B_ERRORS})
 def get_strains(query: StrainsQuery):
     """Strains by mentions, each with its sentiment week by week over the range (default: 12 weeks)."""
     with answer_session() as session:
-        return entities.strains(session, query.since, query.until, query.strain_type, query.min_mentions, query.limit)
+        return replayable(entities.strains_json(session, query.since, query.until, query.strain_type,
+                                                query.min_mentions, query.limit))
 
 
 @api.get("/timeseries", security=B2B_SECURITY, responses={200: TimeseriesResponse, **B2B_ERRORS})
@@ -89,7 +92,7 @@ def get_timeseries(query: TimeseriesQuery):
     30 days, 26 weeks, 12 months.
     """
     with answer_session() as session:
-        return entities.timeseries(session, query.period, query.since, query.until)
+        return replayable(entities.timeseries_json(session, query.period, query.since, query.until))
 
 
 @api.get("/insights/<question>", security=B2B_SECURITY, responses={200: InsightResponse, **B2B_ERRORS})

@@ -52,15 +52,21 @@ _BRANDS = text("""
 def brands(session: Session, min_mentions: int = 1, limit: int = 50) -> dict:
     """Brands by mentions over all counted posts; sentiment -1..1."""
     params = {"min_mentions": min_mentions, "limit": limit}
+    return cache.answer(session, "brands", params, JOBS["brands"], lambda s: _brands(s, params))
 
-    def compute(s: Session) -> dict:
-        return {"brands": [{"name": b["name"], "category": b["category"], "website": b["website"],
-                            "is_verified": b["is_verified"], "mention_count": b["mention_count"],
-                            "avg_sentiment": _num(b["avg_sentiment"]), "first_seen_at": _iso(b["first_seen_at"]),
-                            "last_seen_at": _iso(b["last_seen_at"])}
-                           for b in s.execute(_BRANDS, params).mappings()]}
 
-    return cache.answer(session, "brands", params, JOBS["brands"], compute)
+def brands_json(session: Session, min_mentions: int = 1, limit: int = 50) -> cache.JsonAnswer:
+    """:func:`brands` as its JSON body (the same for every client)."""
+    params = {"min_mentions": min_mentions, "limit": limit}
+    return cache.answer_json(session, "brands", params, JOBS["brands"], lambda s: _brands(s, params))
+
+
+def _brands(session: Session, params: dict) -> dict:
+    return {"brands": [{"name": b["name"], "category": b["category"], "website": b["website"],
+                        "is_verified": b["is_verified"], "mention_count": b["mention_count"],
+                        "avg_sentiment": _num(b["avg_sentiment"]), "first_seen_at": _iso(b["first_seen_at"]),
+                        "last_seen_at": _iso(b["last_seen_at"])}
+                       for b in session.execute(_BRANDS, params).mappings()]}
 
 
 _STRAINS = text("""
@@ -91,23 +97,31 @@ def strains(session: Session, since: datetime | None = None, until: datetime | N
     of [since, until) (default: the last 12 weeks up to now)."""
     params = {"since": since, "until": until, "strain_type": strain_type, "min_mentions": min_mentions,
               "limit": limit}
+    return cache.answer(session, "strains", params, JOBS["strains"], lambda s: _strains(s, params))
 
-    def compute(s: Session) -> dict:
-        since, until = resolve(params["since"], params["until"], STRAIN_WEEKS_SPAN)
-        rows = list(s.execute(_STRAINS, params).mappings())
-        weeks: dict[int, list[dict]] = {}
-        if rows:
-            found = s.execute(_STRAIN_WEEKS, {"ids": [r["id"] for r in rows], **range_params(since, until)})
-            for w in found.mappings():
-                weeks.setdefault(w["id"], []).append({"week": w["week"].date().isoformat(), "mentions": w["mentions"],
-                                                      "avg_sentiment_score": _num(w["sentiment"])})
-        return {"since": since.isoformat(), "until": until.isoformat(), "strains": [
-            {"name": r["name"], "strain_type": r["strain_type"], "mention_count": r["mention_count"],
-             "avg_sentiment": _num(r["avg_sentiment"]), "common_effects": list(r["common_effects"] or []),
-             "first_seen_at": _iso(r["first_seen_at"]), "last_seen_at": _iso(r["last_seen_at"]),
-             "weeks": weeks.get(r["id"], [])} for r in rows]}
 
-    return cache.answer(session, "strains", params, JOBS["strains"], compute)
+def strains_json(session: Session, since: datetime | None = None, until: datetime | None = None,
+                 strain_type: str | None = None, min_mentions: int = 1, limit: int = 20) -> cache.JsonAnswer:
+    """:func:`strains` as its JSON body (the same for every client)."""
+    params = {"since": since, "until": until, "strain_type": strain_type, "min_mentions": min_mentions,
+              "limit": limit}
+    return cache.answer_json(session, "strains", params, JOBS["strains"], lambda s: _strains(s, params))
+
+
+def _strains(session: Session, params: dict) -> dict:
+    since, until = resolve(params["since"], params["until"], STRAIN_WEEKS_SPAN)
+    rows = list(session.execute(_STRAINS, params).mappings())
+    weeks: dict[int, list[dict]] = {}
+    if rows:
+        found = session.execute(_STRAIN_WEEKS, {"ids": [r["id"] for r in rows], **range_params(since, until)})
+        for w in found.mappings():
+            weeks.setdefault(w["id"], []).append({"week": w["week"].date().isoformat(), "mentions": w["mentions"],
+                                                  "avg_sentiment_score": _num(w["sentiment"])})
+    return {"since": since.isoformat(), "until": until.isoformat(), "strains": [
+        {"name": r["name"], "strain_type": r["strain_type"], "mention_count": r["mention_count"],
+         "avg_sentiment": _num(r["avg_sentiment"]), "common_effects": list(r["common_effects"] or []),
+         "first_seen_at": _iso(r["first_seen_at"]), "last_seen_at": _iso(r["last_seen_at"]),
+         "weeks": weeks.get(r["id"], [])} for r in rows]}
 
 
 _SERIES = text("""
@@ -123,16 +137,24 @@ def timeseries(session: Session, period: str, since: datetime | None = None, unt
     """Stored periods starting in [since, until), oldest first (default: ``SERIES_SPAN`` up to
     now); a period without posts is absent."""
     params = {"period": period, "since": since, "until": until}
+    return cache.answer(session, "timeseries", params, JOBS["timeseries"], lambda s: _timeseries(s, params))
 
-    def compute(s: Session) -> dict:
-        since, until = resolve(params["since"], params["until"], SERIES_SPAN[period])
-        points = []
-        for r in s.execute(_SERIES, {"period": period, "since": since, "until": until}).mappings():
-            point = dict(r)
-            point.update(period_start=_iso(r["period_start"]), period_end=_iso(r["period_end"]),
-                         avg_sentiment_score=_num(r["avg_sentiment_score"]),
-                         avg_purchase_intent=_num(r["avg_purchase_intent"]))
-            points.append(point)
-        return {"period": period, "since": since.isoformat(), "until": until.isoformat(), "points": points}
 
-    return cache.answer(session, "timeseries", params, JOBS["timeseries"], compute)
+def timeseries_json(session: Session, period: str, since: datetime | None = None,
+                    until: datetime | None = None) -> cache.JsonAnswer:
+    """:func:`timeseries` as its JSON body (the same for every client)."""
+    params = {"period": period, "since": since, "until": until}
+    return cache.answer_json(session, "timeseries", params, JOBS["timeseries"], lambda s: _timeseries(s, params))
+
+
+def _timeseries(session: Session, params: dict) -> dict:
+    period = params["period"]
+    since, until = resolve(params["since"], params["until"], SERIES_SPAN[period])
+    points = []
+    for r in session.execute(_SERIES, {"period": period, "since": since, "until": until}).mappings():
+        point = dict(r)
+        point.update(period_start=_iso(r["period_start"]), period_end=_iso(r["period_end"]),
+                     avg_sentiment_score=_num(r["avg_sentiment_score"]),
+                     avg_purchase_intent=_num(r["avg_purchase_intent"]))
+        points.append(point)
+    return {"period": period, "since": since.isoformat(), "until": until.isoformat(), "points": points}
