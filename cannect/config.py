@@ -194,8 +194,9 @@ class Settings(DatabaseSettings):
     # B2B search matches kept per process (seconds; 0: every search runs): a repeated search
     # within them may miss posts classified meanwhile; deleted posts leave at once regardless.
     b2b_search_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
-    # B2B answers the same for every client (segments) replayed from memory before Flask, after
-    # the same key check (app/api/v1/answer_replay.py). Off: every request goes through Flask.
+    # B2B answers the same for every client (segments, brands, strains, time series) replayed
+    # from memory before Flask, after the same key check (app/api/v1/answer_replay.py). Off:
+    # every request goes through Flask.
     b2b_answer_replay: bool = True
     # Read cache of each web process (services/read_cache.py): post and profile views and first
     # pages, dropped by the realtime events that change them. Off: every read goes to PostgreSQL.

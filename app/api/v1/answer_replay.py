@@ -2,13 +2,14 @@
 same key check.
 
 An answer that is the same for every client and comes whole from the answer cache
-(``services/b2b/queries/cache.py``'s :class:`JsonAnswer`: ``segments``) costs nearly nothing to
-produce. What such a request still cost under Flask was the framework: the request context,
-routing, query validation and the app's hooks, as much again as an empty Flask route
-(``bench/b2b.py``'s stack ceiling). The view returns such an answer through :func:`replayable`;
-this WSGI middleware then keeps the response (its body, and the headers that are not per call)
-under the exact path and query string, and answers the next requests for that URL itself,
-while the jobs behind the answer have not run again (``cache.unchanged``):
+(``services/b2b/queries/cache.py``'s :class:`JsonAnswer`: ``segments``, ``brands``, ``strains``,
+``timeseries``) costs nearly nothing to produce. What such a request still cost under Flask was
+the framework: the request context, routing, query validation and the app's hooks, as much
+again as an empty Flask route (``bench/b2b.py``'s stack ceiling). The view returns such an
+answer through :func:`replayable`; this WSGI middleware then keeps the response (its body, and
+the headers that are not per call) under the exact path and query string, and answers the next
+requests for that URL itself, while the jobs behind the answer have not run again
+(``cache.unchanged``):
 
 - the key, the plan and the limits are checked by the same gate as under Flask
   (``Gate.check``); the answer carries the same limit headers, and is logged in ``api_usage``
