@@ -18,10 +18,13 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
+# A compiler for the "fast" extra (gunicorn's HTTP parser in C), in this stage only.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, read from pyproject.toml, so this layer is rebuilt only when the
 # dependency list changes, not on every source edit.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['fast']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 
 # Then the project (the packages listed in [tool.setuptools.packages.find]).

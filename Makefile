@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/pip install --quiet -e '.[fast]' || echo "gunicorn-h1c did not build (no C compiler?): gunicorn parses HTTP in Python"
 	touch $(STAMP)
 
 install: $(STAMP)
