@@ -8,7 +8,7 @@ scores). Four gunicorn servers (``cannect/gunicorn_conf.py`` as deployed, ``DB_P
 all fit in PostgreSQL's connections), all running at once, serve the app:
 
 - ``api``: as in production (key check, limiter script in Redis with leases, usage log, answer
-  cache, cached answers the same for every client replayed before Flask: ``segments``);
+  cache, cached answers the same for every client replayed before Flask: ``segments`` here);
 - ``no-replay``: the same with ``B2B_ANSWER_REPLAY=0``: every request goes through Flask
   (``app/api/v1/answer_replay.py``'s before/after);
 - ``no-limiter``: the same, with the limiter answering "ok" without Redis and no usage log

@@ -1,8 +1,8 @@
 """Cached /api/v1 answers replayed before Flask (app/api/v1/answer_replay.py), on real PostgreSQL
-and Redis: segments, brands, strains and time series; the replay is the same answer Flask gave, behind the same key check (bad, revoked,
-foreign and over-the-limit keys refused exactly as under Flask, and counted once), logged in usage
-and metrics, ended by a job run, never used for other URLs, CORS requests or when Redis is away;
-failed keys are limited per client address behind a proxy as under Flask."""
+and Redis: segments, brands, strains and time series. The replay is the answer Flask gave,
+behind the same key check (bad, revoked, foreign and over-the-limit keys refused as under Flask,
+and counted once), logged in usage and metrics, ended by a job run, never used for other URLs,
+CORS requests or when Redis is away; failed keys are limited per client address behind a proxy."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from app.api.v1.answer_replay import AnswerReplay
+from harness import Proxy
 from test_b2b_access import ADMIN, ADMIN_TOKEN, bearer, create, flush, usage_rows
 from test_b2b_endpoints import BOB, add_post, data, run_jobs  # noqa: F401 (data: a fixture)
-from test_read_cache import Proxy
 
 SEGMENTS = "/api/v1/segments"
 PER_CALL = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy"}

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -25,7 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from app.read_cache import Barrier
-from harness import Web, token_for
+from harness import Proxy, Web, token_for
 from services.ingest import ingest_batch
 from services.read_cache import ReadCache
 from services.realtime import collect_events, publish, read_changed_events
@@ -420,65 +419,6 @@ def test_served_views_are_never_older_than_the_events_before_them(env, session, 
 
 
 # --------------------------------------------------------------------------- the subscription drops
-
-class Proxy:
-    """A TCP proxy to Redis that the test can cut (every connection closed, new ones refused)."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open = True
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()  # a connection accepted while the test cuts is cut too
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                if not self.open:
-                    client.close()
-                    continue
-                upstream = socket.create_connection(self.target)
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def cut(self):
-        with self.lock:
-            self.open = False
-            for conn in self.conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.conns = []
-
-    def restore(self):
-        self.open = True
-
-    def close(self):
-        self.cut()
-        self.listener.close()
-
 
 def test_a_dropped_subscription_turns_the_cache_off_until_it_reads_again(redis_url):
     from urllib.parse import urlparse

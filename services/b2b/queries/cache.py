@@ -44,12 +44,18 @@ _lock = threading.Lock()
 stats = {"hits": 0, "misses": 0}
 
 
+def _recent_reading(jobs: tuple[str, ...], max_age: float) -> str | None:
+    """The last :func:`version` read for these jobs, if read less than ``max_age`` seconds ago."""
+    seen = _versions.get(jobs)
+    return seen[1] if seen is not None and time.monotonic() - seen[0] < max_age else None
+
+
 def version(session: Session, jobs: tuple[str, ...], max_age: float = 0.0) -> str:
     """The runs of these jobs so far, as one string (empty before any ran); read again when the
     last reading is older than ``max_age`` seconds."""
-    seen = _versions.get(jobs)
-    if seen is not None and time.monotonic() - seen[0] < max_age:
-        return seen[1]
+    recent = _recent_reading(jobs, max_age)
+    if recent is not None:
+        return recent
     value = session.execute(_VERSION, {"jobs": list(jobs)}).scalar() or ""
     _versions[jobs] = (time.monotonic(), value)
     return value
@@ -64,9 +70,7 @@ def _check_seconds() -> float:
 def unchanged(jobs: tuple[str, ...], seen: str) -> bool:
     """Whether ``jobs`` have not run since ``seen`` (a :func:`version`), as this process last
     read it within the check interval; no database round trip (the reading is not renewed)."""
-    reading = _versions.get(jobs)
-    return (MAX_ENTRIES > 0 and reading is not None and reading[1] == seen
-            and time.monotonic() - reading[0] < _check_seconds())
+    return MAX_ENTRIES > 0 and _recent_reading(jobs, _check_seconds()) == seen
 
 
 def answer(session: Session, name: str, params: dict, jobs: tuple[str, ...], compute: Callable[[Session], T]) -> T:
