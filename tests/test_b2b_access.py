@@ -5,10 +5,12 @@ log flushed exactly once, the admin API and ``cannect clients``. Real PostgreSQL
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -438,6 +440,23 @@ def test_usage_flush_counts_each_call_exactly_once_across_replays_and_crashes(b2
     rdb.set(usage.LOCK, "someone", px=10_000)
     usage.record(rdb, usage.entry(client["id"], "/trends", "GET", 200, 1))
     assert flush(b2b)["skipped"] is True and usage.pending(rdb) == 1
+
+
+def test_usage_entries_carry_request_ids_unique_across_processes():
+    """The flush counts a call once per request id: ids never repeat in a process, nor after a fork."""
+    ids = [json.loads(usage.entry(1, "segments", "GET", 200, 3))[0] for _ in range(1000)]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker forked from a process that had already made ids
+        os.write(write, json.dumps([json.loads(usage.entry(1, "segments", "GET", 200, 3))[0]
+                                    for _ in range(1000)]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        forked = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    assert len(set(ids) | set(forked)) == 2000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids + forked)
 
 
 def test_the_flush_actor_and_its_schedule(b2b):

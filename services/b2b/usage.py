@@ -22,7 +22,9 @@ person to look at, not into the table and not away.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -78,11 +80,32 @@ ON CONFLICT (request_id) DO NOTHING
 """)
 
 
+class _RequestIds:
+    """Unique ids for calls, shaped as version-4 UUIDs: 72 random bits drawn once per process (again
+    after a fork) and a counter. ``uuid4()`` per call was 2.2 us of the 2.6 an entry took."""
+
+    def __init__(self):
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        bits = os.urandom(9).hex()
+        variant = "89ab"[int(bits[15], 16) & 3]
+        self.prefix = f"{bits[:8]}-{bits[8:12]}-4{bits[12:15]}-{variant}{bits[15:18]}-"
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+_request_ids = _RequestIds()
+
+
 def entry(client_id: int, endpoint: str, method: str, status: int, latency_ms: int,
           called_at: float | None = None, request_id: str | None = None) -> bytes:
     """One call, as the buffer holds it (``called_at``: Unix time, default now)."""
     at = called_at if called_at is not None else time.time()
-    return orjson.dumps([request_id or str(uuid.uuid4()), client_id, endpoint[:200], method[:16], status,
+    return orjson.dumps([request_id or _request_ids.next(), client_id, endpoint[:200], method[:16], status,
                          latency_ms, round(at * 1000)])
 
 
