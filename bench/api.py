@@ -39,6 +39,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -316,6 +317,8 @@ def summary(latencies: list[float], elapsed: float) -> dict:
 def merge(parts: list[dict]) -> dict:
     """One summary of several measured slices of the same side and endpoint."""
     merged = summary([x for part in parts for x in part["latencies"]], sum(part["elapsed"] for part in parts))
+    if all("cpu" in part for part in parts) and merged["n"]:
+        merged["cpu_us"] = sum(part["cpu"] for part in parts) / merged["n"] * 1e6
     merged["errors"] = {}
     for part in parts:
         for name, count in part.get("errors", {}).items():
@@ -323,12 +326,41 @@ def merge(parts: list[dict]) -> dict:
     return merged
 
 
-async def load_api(base: str, urls: list[str], headers: dict, clients: int, seconds: float) -> dict:
+def serving_cpu(server_pid: int, redis_url: str | None = None) -> Callable[[], float]:
+    """A reading of the CPU seconds (user + system) spent so far by a server's process tree, and
+    by the Redis server when given: what serving costs, apart from the load generator. Read
+    before and after a run, it gives the CPU per request, a figure the noise of a shared machine
+    moves far less than req/s."""
+    import psutil
+    import redis
+
+    server = psutil.Process(server_pid)
+    store = redis.Redis.from_url(redis_url) if redis_url else None
+
+    def read() -> float:
+        total = 0.0
+        for process in (server, *server.children(recursive=True)):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        if store is not None:
+            info = store.info("cpu")
+            total += info["used_cpu_user"] + info["used_cpu_sys"]
+        return total
+
+    return read
+
+
+async def load_api(base: str, urls: list[str], headers: dict, clients: int, seconds: float,
+                   cpu: Callable[[], float] | None = None) -> dict:
     """``clients`` keep-alive connections of a minimal HTTP/1.1 client. httpx spent about 1.5 ms
     of CPU per request (7 ms with one pool of 64 connections) on the same two cores as the
     server, so the load generator, not the server, set the pace of cached answers; this one
     spends a few tens of microseconds. Answers must carry a Content-Length (the app's JSON
-    answers do)."""
+    answers do). With ``cpu`` (:func:`serving_cpu`), the result's ``cpu`` is what it read
+    over the measured part."""
     host, port = base.removeprefix("http://").split(":")
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     requests = [f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() for url in urls]
@@ -354,9 +386,12 @@ async def load_api(base: str, urls: list[str], headers: dict, clients: int, seco
     warm_until = time.perf_counter() + min(2.0, seconds / 4)
     await asyncio.gather(*(worker(i, warm_until, None) for i in range(clients)))
     latencies: list[float] = []
+    spent = cpu() if cpu else 0.0
     start = time.perf_counter()
     await asyncio.gather(*(worker(i, start + seconds, latencies) for i in range(clients)))
     result = summary(latencies, time.perf_counter() - start)
+    if cpu:
+        result["cpu"] = cpu() - spent
     result["errors"] = errors
     return result
 

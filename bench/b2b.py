@@ -24,6 +24,10 @@ autocommit as the app runs them. Runs of the five sides alternate, ``--rounds`` 
 so that the noise of the shared machine falls on all of them alike. Ratios printed: api / bare
 SQL, limiter cost = 1 - api / no-limiter, and api / no-replay.
 
+Each server run also reads the CPU time its processes and the Redis server spent (``bench/api.py``'s
+``serving_cpu``), printed per request: the cost of a part (the limiter and usage log: api against
+no-limiter) as a figure the shared machine's noise moves far less than req/s.
+
 For ``segments``, whose answer comes from memory, two more servers with the same config answer
 its bytes without any of our code (``bench/stack_ceiling.py``: a bare WSGI function, and a
 one-route Flask app): the ceiling of the web stack on this machine, next to its bare SQL.
@@ -160,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     import httpx
     import stack_ceiling
-    from api import load_api, load_bare, merge
+    from api import load_api, load_bare, merge, serving_cpu
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
 
@@ -199,6 +203,7 @@ def main() -> None:
             if args.before:
                 servers["before"] = start_server(env, Path(logs) / "before.log", args.before.resolve())
                 stack.callback(servers["before"].stop)
+            cpu = {mode: serving_cpu(server.proc.pid, redis_url) for mode, server in servers.items()}
             ceilings = {}
             if "segments" in chosen:  # the stack alone, answering segments' bytes (bench/stack_ceiling.py)
                 body = httpx.get(servers["api"].http + ENDPOINTS["segments"][0],
@@ -212,7 +217,7 @@ def main() -> None:
                         for mode, server in servers.items():
                             headers = {"Authorization": f"Bearer {new_key(env)}"}
                             result = asyncio.run(load_api(server.http, ENDPOINTS[name], headers, clients,
-                                                           args.seconds))
+                                                           args.seconds, cpu=cpu[mode]))
                             runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
                         for kind, server in ceilings.items() if name == "segments" else ():
@@ -224,6 +229,7 @@ def main() -> None:
                         show(name, "bare SQL", clients, result)
         results = {key: merge(parts) for key, parts in runs.items()}
         report(results, chosen, concurrency, _posts_in(url) if args.reuse else args.posts)
+        report_cpu(results, chosen, concurrency, list(servers))
         if ceilings:
             report_ceiling(results, concurrency, len(body))
         single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
@@ -309,6 +315,19 @@ def report(results: dict, names: list[str], concurrency: list[int], posts: int) 
             print(f"{name:<13} {clients:>7} {cells} {api / bare:>9.2f} {no_replay / bare:>15.2f} "
                   f"{1 - api / no_limiter:>13.1%} {api / no_replay:>14.2f}"
                   + (f" {api / row[5]['rps']:>11.2f}" if before else ""))
+
+
+def report_cpu(results: dict, names: list[str], concurrency: list[int], modes: list[str]) -> None:
+    """CPU per request of each server (its processes and Redis): the cost of a part, apart from the
+    swings of req/s on a shared machine."""
+    print("\nCPU per request, us: the server's processes + Redis (bench/api.py's serving_cpu)")
+    print(f"{'endpoint':<13} {'clients':>7} " + " ".join(f"{m:>10}" for m in modes)
+          + f" {'limiter cost':>13} {'replay saves':>13}")
+    for name in names:
+        for clients in concurrency:
+            spent = {mode: results[(name, mode, clients)].get("cpu_us", float("nan")) for mode in modes}
+            print(f"{name:<13} {clients:>7} " + " ".join(f"{spent[m]:>10.0f}" for m in modes)
+                  + f" {1 - spent['no-limiter'] / spent['api']:>13.1%} {1 - spent['api'] / spent['no-replay']:>13.1%}")
 
 
 def report_ceiling(results: dict, concurrency: list[int], size: int) -> None:

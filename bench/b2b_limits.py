@@ -30,9 +30,12 @@ and next to the data endpoints' queries less still. With leases (``full``) a cli
 often needs one script per several calls (the CPU table prints how many), so the cost shrinks
 to the key check and the usage entry.
 
+``--redis-delay-ms`` puts a proxy between the servers and Redis that holds each answer that long
+(``tests/harness.py``'s ``RemoteRedis``): what the limiter costs when Redis is on another host.
+
 Usage (the database is created and dropped; DATABASE_URL is only used to reach the server):
     DATABASE_URL=postgresql://root@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/15 \\
-        python bench/b2b_limits.py [--seconds 8] [--clients 16,64]
+        python bench/b2b_limits.py [--seconds 8] [--clients 16,64] [--redis-delay-ms 0.5]
 """
 
 from __future__ import annotations
@@ -114,10 +117,13 @@ def main() -> None:
     parser.add_argument("--cpu-requests", type=int, default=3000,
                         help="requests per CPU-time sample, in-process (0: skip that part)")
     parser.add_argument("--paths", default="/api/v1/ping,/api/v1/usage", help="endpoints, comma-separated")
+    parser.add_argument("--redis-delay-ms", type=float, default=0.0,
+                        help="added to each of Redis's answers to the servers (a Redis on another host)")
     args = parser.parse_args()
     from alembic import command
     from api import load_api
     from conftest import _with_database
+    from harness import RemoteRedis
 
     from migrations import alembic_config
 
@@ -134,15 +140,17 @@ def main() -> None:
         env.update(DATABASE_URL=url, REDIS_URL=redis_url, JWT_SECRET=SECRET, LOG_LEVEL="WARNING",
                    PYTHONUNBUFFERED="1", RATE_LIMIT_IP="100000000/minute", RATE_LIMIT_USER="100000000/minute")
         env.setdefault("WEB_CONCURRENCY", "2")
-        # Two servers of two workers each run at once: keep their connections under max_connections.
+        # Three servers of two workers each run at once: keep their connections under max_connections.
         env.setdefault("DB_POOL_SIZE", "5")
         cpu = cpu_per_request(env, args.cpu_requests) if args.cpu_requests else None
         concurrency = [int(c) for c in args.clients.split(",")]
+        remote = RemoteRedis(redis_url, args.redis_delay_ms / 1000) if args.redis_delay_ms else None
+        served = dict(env, REDIS_URL=remote.url) if remote else env
         with tempfile.TemporaryDirectory() as logs:
             servers = {}
             try:
-                for mode in MODES:  # both up at once, runs interleaved: they share the machine's noise
-                    servers[mode] = start_server(dict(env, B2B_BENCH_MODE=mode), Path(logs) / f"{mode}.log")
+                for mode in MODES:  # all up at once, runs interleaved: they share the machine's noise
+                    servers[mode] = start_server(dict(served, B2B_BENCH_MODE=mode), Path(logs) / f"{mode}.log")
                 for path in args.paths.split(","):
                     for clients in concurrency:
                         for round_ in range(args.rounds):
@@ -155,12 +163,14 @@ def main() -> None:
                                       f"p50 {result['p50']:6.1f} ms p95 {result['p95']:6.1f} ms"
                                       + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
             finally:
+                if remote:
+                    remote.close()
                 for server in servers.values():
                     server.stop()
                     if any(run["errors"] for (mode, _, _), runs in results.items() if servers.get(mode) is server
                            for run in runs):
                         print(f"--- {server.log_path.name} (errors seen) ---\n" + server.log_path.read_text()[-6000:])
-        report(results, args.paths.split(","), concurrency, env, cpu)
+        report(results, args.paths.split(","), concurrency, env, cpu, args.redis_delay_ms)
     finally:
         import redis
 
@@ -223,20 +233,24 @@ def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
 
-def report(results: dict, paths: list[str], concurrency: list[int], env: dict, cpu: dict | None) -> None:
+def report(results: dict, paths: list[str], concurrency: list[int], env: dict, cpu: dict | None,
+           redis_delay_ms: float) -> None:
     from api import worker_description
 
     print(f"\nB2B limiter + usage log cost ({worker_description(env)}, {os.cpu_count()} CPUs, "
-          "load generator on the same machine)")
+          "load generator on the same machine"
+          + (f"; Redis's answers {redis_delay_ms:g} ms late, through a proxy" if redis_delay_ms else "") + ")")
     print("exact = one limiter script per call (before leases); full = with leases; cost = 1 - mode/bare")
-    print(f"{'endpoint':<15}{'clients':>8}{'bare req/s':>12}{'exact req/s':>12}{'full req/s':>12}"
-          f"{'exact p95':>10}{'full p95':>10}{'exact cost':>11}{'full cost':>10}")
+    costed = MODES[1:]
+    print(f"{'endpoint':<15}{'clients':>8}" + "".join(f"{mode + ' req/s':>16}" for mode in MODES)
+          + "".join(f"{mode + ' p95':>14}" for mode in costed) + "".join(f"{mode + ' cost':>15}" for mode in costed))
     for path in paths:
         for clients in concurrency:
-            bare, exact, full = (_median_run(results[(mode, path, clients)]) for mode in MODES)
-            cost = (lambda run: 1 - run["rps"] / bare["rps"] if bare["rps"] else float("nan"))
-            print(f"{path:<15}{clients:>8}{bare['rps']:>12.0f}{exact['rps']:>12.0f}{full['rps']:>12.0f}"
-                  f"{exact['p95']:>10.1f}{full['p95']:>10.1f}{cost(exact):>11.1%}{cost(full):>10.1%}")
+            runs = {mode: _median_run(results[(mode, path, clients)]) for mode in MODES}
+            bare = runs["bare"]["rps"]
+            print(f"{path:<15}{clients:>8}" + "".join(f"{runs[mode]['rps']:>16.0f}" for mode in MODES)
+                  + "".join(f"{runs[mode]['p95']:>14.1f}" for mode in costed)
+                  + "".join(f"{1 - runs[mode]['rps'] / bare if bare else float('nan'):>15.1%}" for mode in costed))
     if cpu:
         print(f"\nCPU time per request (in-process, Flask test client, one at a time; Redis: "
               f"{cpu['redis_us']:.0f} us per limiter script)")

@@ -219,10 +219,11 @@ class Client:
 
 
 class Proxy:
-    """A TCP proxy to Redis that the test can cut (every connection closed, new ones refused)."""
+    """A TCP proxy to Redis that the test can cut (every connection closed, new ones refused).
+    ``delay`` (s) is added to every answer: a Redis on another host, for benchmarks."""
 
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
+    def __init__(self, target: tuple[str, int], delay: float = 0.0):
+        self.target, self.delay = target, delay
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.open = True
@@ -242,13 +243,16 @@ class Proxy:
                     continue
                 upstream = socket.create_connection(self.target)
                 self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for a, b, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, answers), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, a, b, answers: bool):
         try:
             while data := a.recv(65536):
+                if answers and self.delay:
+                    time.sleep(self.delay)
                 b.sendall(data)
         except OSError:
             pass
@@ -275,3 +279,25 @@ class Proxy:
     def close(self):
         self.cut()
         self.listener.close()
+
+
+class RemoteRedis:
+    """Redis as if on another host: a :class:`Proxy` adding ``delay`` (s) to every answer, in a
+    process of its own (its threads would otherwise take the GIL from the process that measures).
+    ``url`` is Redis's URL through it."""
+
+    def __init__(self, redis_url: str, delay: float):
+        from urllib.parse import urlparse
+
+        target = urlparse(redis_url)
+        code = ("import sys; sys.path[:0] = sys.argv[1:3]; from harness import Proxy; "
+                f"proxy = Proxy(({target.hostname!r}, {target.port or 6379}), delay={delay!r}); "
+                "print(proxy.port, flush=True); sys.stdin.read()")
+        here = Path(__file__).resolve().parent
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(here), str(here.parent)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url = f"redis://127.0.0.1:{int(self.process.stdout.readline())}{target.path or '/0'}"
+
+    def close(self):
+        self.process.stdin.close()  # its stdin ends: it exits
+        self.process.wait(10)
