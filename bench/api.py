@@ -353,43 +353,88 @@ def serving_cpu(server_pid: int, redis_url: str | None = None) -> Callable[[], f
     return read
 
 
+class ServerWorkers:
+    """Which worker process of a server accepted each of our connections. Each gunicorn worker
+    listens on its own socket (``SO_REUSEPORT``) and the kernel spreads connections between them
+    by a hash of the addresses: 16 connections fell 5/11, 6/10 or 7/9 as often as 8/8 between two
+    workers, so each run measured another split (16-client req/s swung by ±10-20% with it).
+    :func:`load_api` keeps connecting until the split is even, as many connections would be."""
+
+    def __init__(self, server_pid: int):
+        import psutil
+
+        self.workers = psutil.Process(server_pid).children(recursive=True) or [psutil.Process(server_pid)]
+
+    def owners(self) -> dict[int, int]:
+        """Our side's port -> the pid of the worker holding the connection (accepted ones only)."""
+        found = {}
+        for worker in self.workers:
+            for connection in worker.net_connections("tcp"):
+                if connection.raddr and connection.status == "ESTABLISHED":
+                    found[connection.raddr.port] = worker.pid
+        return found
+
+
+async def _connect(host: str, port: int, clients: int, workers: ServerWorkers | None) -> list:
+    """``clients`` connections; with ``workers``, as many on each worker (extras closed, others made)."""
+    connections: list = []
+    for _ in range(200):
+        while len(connections) < clients:
+            connections.append(await asyncio.open_connection(host, port))
+        if workers is None:
+            return connections
+        await asyncio.sleep(0.02)  # accepted by then, as a rule; not yet accepted ones are kept
+        owners, share, held = workers.owners(), -(-clients // len(workers.workers)), {}
+        for connection in list(connections):
+            owner = owners.get(connection[1].get_extra_info("sockname")[1])
+            held[owner] = held.get(owner, 0) + 1
+            if owner is not None and held[owner] > share:
+                connection[1].close()
+                connections.remove(connection)
+        if len(connections) == clients and None not in held:
+            return connections
+    raise RuntimeError("could not spread the connections evenly between the server's workers")
+
+
 async def load_api(base: str, urls: list[str], headers: dict, clients: int, seconds: float,
-                   cpu: Callable[[], float] | None = None) -> dict:
+                   cpu: Callable[[], float] | None = None, workers: ServerWorkers | None = None) -> dict:
     """``clients`` keep-alive connections of a minimal HTTP/1.1 client. httpx spent about 1.5 ms
     of CPU per request (7 ms with one pool of 64 connections) on the same two cores as the
     server, so the load generator, not the server, set the pace of cached answers; this one
     spends a few tens of microseconds. Answers must carry a Content-Length (the app's JSON
     answers do). With ``cpu`` (:func:`serving_cpu`), the result's ``cpu`` is what it read
-    over the measured part."""
+    over the measured part; with ``workers``, the connections are spread evenly between them."""
     host, port = base.removeprefix("http://").split(":")
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     requests = [f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() for url in urls]
     errors: dict[str, int] = {}
 
-    async def worker(offset: int, until: float, out: list | None):
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async def worker(connection, offset: int, until: float, out: list | None):
+        reader, writer = connection
         n = offset
-        try:
-            while time.perf_counter() < until:
-                start = time.perf_counter()
-                writer.write(requests[n % len(requests)])
-                n += 1
-                status, length = await _read_head(reader)
-                await reader.readexactly(length)
-                if status != 200:
-                    errors[str(status)] = errors.get(str(status), 0) + 1
-                elif out is not None:
-                    out.append(time.perf_counter() - start)
-        finally:
-            writer.close()
+        while time.perf_counter() < until:
+            start = time.perf_counter()
+            writer.write(requests[n % len(requests)])
+            n += 1
+            status, length = await _read_head(reader)
+            await reader.readexactly(length)
+            if status != 200:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+            elif out is not None:
+                out.append(time.perf_counter() - start)
 
-    warm_until = time.perf_counter() + min(2.0, seconds / 4)
-    await asyncio.gather(*(worker(i, warm_until, None) for i in range(clients)))
-    latencies: list[float] = []
-    spent = cpu() if cpu else 0.0
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(i, start + seconds, latencies) for i in range(clients)))
-    result = summary(latencies, time.perf_counter() - start)
+    connections = await _connect(host, int(port), clients, workers)
+    try:
+        warm_until = time.perf_counter() + min(2.0, seconds / 4)
+        await asyncio.gather(*(worker(c, i, warm_until, None) for i, c in enumerate(connections)))
+        latencies: list[float] = []
+        spent = cpu() if cpu else 0.0
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(c, i, start + seconds, latencies) for i, c in enumerate(connections)))
+        result = summary(latencies, time.perf_counter() - start)
+    finally:
+        for _, writer in connections:
+            writer.close()
     if cpu:
         result["cpu"] = cpu() - spent
     result["errors"] = errors

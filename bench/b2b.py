@@ -164,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     import httpx
     import stack_ceiling
-    from api import load_api, load_bare, merge, serving_cpu
+    from api import ServerWorkers, load_api, load_bare, merge, serving_cpu
     from b2b_limits import new_key
     from ingest import drop_database, fresh_database
 
@@ -204,6 +204,7 @@ def main() -> None:
                 servers["before"] = start_server(env, Path(logs) / "before.log", args.before.resolve())
                 stack.callback(servers["before"].stop)
             cpu = {mode: serving_cpu(server.proc.pid, redis_url) for mode, server in servers.items()}
+            workers = {mode: ServerWorkers(server.proc.pid) for mode, server in servers.items()}
             ceilings = {}
             if "segments" in chosen:  # the stack alone, answering segments' bytes (bench/stack_ceiling.py)
                 body = httpx.get(servers["api"].http + ENDPOINTS["segments"][0],
@@ -217,11 +218,12 @@ def main() -> None:
                         for mode, server in servers.items():
                             headers = {"Authorization": f"Bearer {new_key(env)}"}
                             result = asyncio.run(load_api(server.http, ENDPOINTS[name], headers, clients,
-                                                           args.seconds, cpu=cpu[mode]))
+                                                           args.seconds, cpu=cpu[mode], workers=workers[mode]))
                             runs.setdefault((name, mode, clients), []).append(result)
                             show(name, mode, clients, result)
                         for kind, server in ceilings.items() if name == "segments" else ():
-                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], {}, clients, args.seconds))
+                            result = asyncio.run(load_api(server.http, ENDPOINTS[name], {}, clients, args.seconds,
+                                                           workers=ServerWorkers(server.proc.pid)))
                             runs.setdefault((name, f"stack {kind}", clients), []).append(result)
                             show(name, f"stack {kind}", clients, result)
                         result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds, autocommit=True))

@@ -121,7 +121,7 @@ def main() -> None:
                         help="added to each of Redis's answers to the servers (a Redis on another host)")
     args = parser.parse_args()
     from alembic import command
-    from api import load_api
+    from api import ServerWorkers, load_api
     from conftest import _with_database
     from harness import RemoteRedis
 
@@ -151,13 +151,14 @@ def main() -> None:
             try:
                 for mode in MODES:  # all up at once, runs interleaved: they share the machine's noise
                     servers[mode] = start_server(dict(served, B2B_BENCH_MODE=mode), Path(logs) / f"{mode}.log")
+                workers = {mode: ServerWorkers(server.proc.pid) for mode, server in servers.items()}
                 for path in args.paths.split(","):
                     for clients in concurrency:
                         for round_ in range(args.rounds):
                             for mode in MODES:
                                 headers = {"Authorization": f"Bearer {new_key(env)}"}
                                 result = asyncio.run(load_api(servers[mode].http, [path], headers, clients,
-                                                              args.seconds))
+                                                              args.seconds, workers=workers[mode]))
                                 results.setdefault((mode, path, clients), []).append(result)
                                 print(f"  {mode:<4} {path:<14} {clients:>3} clients: {result['rps']:8.0f} req/s "
                                       f"p50 {result['p50']:6.1f} ms p95 {result['p95']:6.1f} ms"
