@@ -263,6 +263,7 @@ def single_client(env: dict, keys: list[str], names: list[str], requests: int) -
     from app import create_app
     from cannect.config import get_settings
     from services import db
+    from services.b2b.access import LEASE_MAX
     from services.b2b.queries import cache
 
     os.environ.update(env)
@@ -272,7 +273,7 @@ def single_client(env: dict, keys: list[str], names: list[str], requests: int) -
     client, gate = app.test_client(), app.extensions["b2b_gate"]
     headers = [{"Authorization": f"Bearer {key}"} for key in keys]
     # mode: (cache entries, lease max, key)
-    settings = {"cached": (2048, 32, 0), "exact": (2048, 0, 1), "uncached": (0, 32, 0)}
+    settings = {"cached": (2048, LEASE_MAX, 0), "exact": (2048, 0, 1), "uncached": (0, LEASE_MAX, 0)}
     print(f"\none client in-process, {requests} requests each: median / p95 ms, mean CPU us")
     for name in names:
         times: dict[str, list[float]] = {mode: [] for mode in settings}
@@ -291,7 +292,7 @@ def single_client(env: dict, keys: list[str], names: list[str], requests: int) -
             cells.append(f"{mode} {statistics.median(values):6.2f} / {values[int(0.95 * len(values))]:6.2f} "
                          f"{cpu[mode] / len(values) * 1e6:5.0f} us")
         print(f"  {name:<13} " + "   ".join(cells), flush=True)
-    gate.lease_max = 32
+    gate.lease_max = LEASE_MAX
     cache.MAX_ENTRIES = 2048
     db.get_engine().dispose()
 

@@ -51,7 +51,7 @@ PUSH_INTERVAL = 0.5
 PUSH_BATCH = 200  # entries per script (Lua's unpack stays far below its limit)
 PENDING_MAX = 100_000  # while Redis is away; beyond, the oldest are dropped (and logged)
 #: Extra calls a lease may hold at most, and how long (s) after its admission a leased call may be used.
-LEASE_MAX = 32
+LEASE_MAX = 128
 LEASE_SECONDS = 1.0
 #: After a failed attempt to listen for client changes, the next one waits this long (s).
 LISTEN_RETRY_SECONDS = 1.0
