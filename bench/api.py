@@ -569,11 +569,12 @@ def main() -> None:
                     print("  measured bare SQL", flush=True)
                     continue
                 web = Web(dict(env, READ_CACHE="true" if side == "on" else "false"), Path(logs) / f"web-{side}.log")
-                base = f"http://127.0.0.1:{web.port}"
+                base, workers = f"http://127.0.0.1:{web.port}", ServerWorkers(web.proc.pid)
                 for label, urls, signed_in in plan:
                     headers = {"Authorization": f"Bearer {token}"} if signed_in else {}
                     alone_parts[side][label].append(asyncio.run(load_api(base, urls, headers, 1, min(half, 2.0))))
-                    parts[side][label].append(asyncio.run(load_api(base, urls, headers, args.clients, half)))
+                    parts[side][label].append(asyncio.run(load_api(base, urls, headers, args.clients, half,
+                                                                   workers=workers)))
                 print(f"  measured the API, cache {side}", flush=True)
                 web.stop()  # its pooled connections would count against max_connections of the bare side
                 web = None

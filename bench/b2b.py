@@ -212,6 +212,7 @@ def main() -> None:
                 for kind in stack_ceiling.KINDS:
                     ceilings[kind] = stack_ceiling.start(kind, env, body, Path(logs))
                     stack.callback(ceilings[kind].stop)
+            ceiling_workers = {kind: ServerWorkers(server.proc.pid) for kind, server in ceilings.items()}
             for _ in range(args.rounds):
                 for name in chosen:
                     for clients in concurrency:
@@ -223,7 +224,7 @@ def main() -> None:
                             show(name, mode, clients, result)
                         for kind, server in ceilings.items() if name == "segments" else ():
                             result = asyncio.run(load_api(server.http, ENDPOINTS[name], {}, clients, args.seconds,
-                                                           workers=ServerWorkers(server.proc.pid)))
+                                                           workers=ceiling_workers[kind]))
                             runs.setdefault((name, f"stack {kind}", clients), []).append(result)
                             show(name, f"stack {kind}", clients, result)
                         result = asyncio.run(load_bare(url, recordings[name], clients, args.seconds, autocommit=True))
