@@ -94,6 +94,7 @@ class Changes:
         self._lock = threading.Lock()
         self._next_try = 0.0
         self._drained = False  # nothing left in the parser's buffer since the last full read
+        self._quiet = _QuietCheck()
 
     def start(self) -> bool:
         """Subscribe if not listening (at most every ``LISTEN_RETRY_SECONDS``); whether listening."""
@@ -124,7 +125,7 @@ class Changes:
         with self._lock:
             pubsub = self._pubsub
             try:
-                if self._drained and _quiet(pubsub.connection):
+                if self._drained and self._quiet(pubsub.connection):
                     return self.listening
                 self._drained = False
                 while pubsub.connection is not None and pubsub.connection.can_read(timeout=0):
@@ -161,16 +162,30 @@ def _unpatched_poll():
 _poll = _unpatched_poll()
 
 
-def _quiet(connection) -> bool:
+class _QuietCheck:
     """Whether the subscription's socket has nothing to read (nor an error or hang-up to report),
     asked without waiting. Only meaningful while the parser holds nothing (``Changes._drained``):
-    then a quiet socket means no message arrived."""
-    sock = getattr(connection, "_sock", None) if connection is not None else None
-    if sock is None or (hasattr(sock, "pending") and sock.pending()):
-        return False
-    poller = _poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-    return not poller.poll(0)
+    then a quiet socket means no message arrived. One poller, registered again only when the
+    socket's descriptor changes (poll reads the descriptor's current socket at each call)."""
+
+    def __init__(self):
+        self._poller = _poll()
+        self._fd = -1
+
+    def __call__(self, connection) -> bool:
+        sock = getattr(connection, "_sock", None) if connection is not None else None
+        if sock is None:
+            return False
+        pending = getattr(type(sock), "pending", None)  # TLS: bytes decrypted but not read yet
+        if pending is not None and pending(sock):  # (on the type: gevent's sockets answer a
+            return False                           # missing attribute through a slow fallback)
+        fd = sock.fileno()
+        if fd != self._fd:
+            if self._fd >= 0:
+                self._poller.unregister(self._fd)
+            self._poller.register(fd, select.POLLIN | select.POLLPRI)
+            self._fd = fd
+        return not self._poller.poll(0)
 
 
 @dataclass
