@@ -15,6 +15,10 @@ all fit in PostgreSQL's connections), all running at once, serve the app:
   (``bench/b2b_limits.py``'s ``B2B_BENCH_MODE=bare``): what limits and logging cost;
 - ``no-cache``: the same as ``api`` with the answer cache off: every request computes.
 
+With ``--parts``, two more: ``api`` with one part of the limiter switched off
+(``B2B_BENCH_PARTS``): ``no-change-check`` (leased calls used without first checking for client
+changes, ``Changes.poll``) and ``no-usage-log``; a table prints what each part costs.
+
 Each of ``/api/v1/segments``, ``trends``, ``intents``, ``opportunities`` and ``search`` (a few
 URLs each, cycled) is loaded by ``--clients`` concurrent keep-alive clients (``bench/api.py``'s :func:`load_api`: a
 minimal HTTP client, where httpx cost more CPU per request than the server) on each server in
@@ -60,6 +64,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 SECRET = "bench-secret-" + "x" * 32
 MODES = ("api", "no-replay", "no-limiter", "no-cache")
+PARTS = ("no-change-check", "no-usage-log")  # --parts: api without one part of the limiter
 #: Words of the seeded texts: each post gets two, so a word is in about 1 post in 20.
 WORDS = ("sleep relax anxiety pain dispensary price quality edible gummies flower vape cart rosin tincture "
          "terpene strain indica sativa hybrid morning evening weekend friend music coffee doctor medical card "
@@ -86,7 +91,16 @@ def bench_app():
 
     if os.environ.get("B2B_BENCH_CACHE") == "off":
         cache.MAX_ENTRIES = 0
-    return limits_app()
+    app = limits_app()
+    gate = app.extensions["b2b_gate"]
+    for part in filter(None, os.environ.get("B2B_BENCH_PARTS", "").split(",")):
+        if part == "no-change-check":  # no client changes during a benchmark: the check finds none
+            gate.changes.poll = lambda: True
+        elif part == "no-usage-log":
+            gate.log_usage = lambda *call: None
+        else:
+            raise ValueError(f"unknown B2B_BENCH_PARTS part {part!r}")
+    return app
 
 
 def start_server(env: dict, log: Path, tree: Path = ROOT):
@@ -157,6 +171,8 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR", type=Path,
                         help="also serve another checkout (e.g. `git worktree add DIR HEAD~1`) as mode 'before', "
                              "interleaved with the others: a before/after inside one run")
+    parser.add_argument("--parts", action="store_true",
+                        help="also serve api without the check for client changes, and without the usage log")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved runs per endpoint and mode (merged)")
     parser.add_argument("--requests", type=int, default=200, help="requests per URL set in the one-client run")
     parser.add_argument("--single-only", action="store_true",
@@ -194,6 +210,8 @@ def main() -> None:
             explain(url, {name: recordings[name] for name in chosen})
         modes = {"api": {}, "no-replay": {"B2B_ANSWER_REPLAY": "0"}, "no-limiter": {"B2B_BENCH_MODE": "bare"},
                  "no-cache": {"B2B_BENCH_CACHE": "off"}}
+        if args.parts:
+            modes.update({part: {"B2B_BENCH_PARTS": part} for part in PARTS})
         runs: dict[tuple[str, str, int], list[dict]] = {}
         with tempfile.TemporaryDirectory() as logs, contextlib.ExitStack() as stack:
             servers = {}
@@ -233,6 +251,8 @@ def main() -> None:
         results = {key: merge(parts) for key, parts in runs.items()}
         report(results, chosen, concurrency, _posts_in(url) if args.reuse else args.posts)
         report_cpu(results, chosen, concurrency, list(servers))
+        if args.parts:
+            report_parts(results, chosen, concurrency)
         if ceilings:
             report_ceiling(results, concurrency, len(body))
         single_client(env, [new_key(env), new_key(env)], chosen, args.requests)
@@ -332,6 +352,22 @@ def report_cpu(results: dict, names: list[str], concurrency: list[int], modes: l
             spent = {mode: results[(name, mode, clients)].get("cpu_us", float("nan")) for mode in modes}
             print(f"{name:<13} {clients:>7} " + " ".join(f"{spent[m]:>10.0f}" for m in modes)
                   + f" {1 - spent['no-limiter'] / spent['api']:>13.1%} {1 - spent['api'] / spent['no-replay']:>13.1%}")
+
+
+def report_parts(results: dict, names: list[str], concurrency: list[int]) -> None:
+    """What each part of the limiter costs: 1 - api / api without it, in req/s and in CPU per request."""
+    print("\nparts of the limiter (--parts): req/s (CPU us per request), and the part's cost = 1 - api / without it")
+    print(f"{'endpoint':<13} {'clients':>7} {'api':>16} " + " ".join(f"{part:>18}" for part in PARTS)
+          + " " + " ".join(f"{'cost of ' + part.removeprefix('no-'):>25}" for part in PARTS))
+    for name in names:
+        for clients in concurrency:
+            api = results[(name, "api", clients)]
+            without = [results[(name, part, clients)] for part in PARTS]
+            nan = float("nan")
+            cells = " ".join(f"{r['rps']:>9.0f} ({r.get('cpu_us', nan):>5.0f})" for r in without)
+            costs = " ".join(f"{1 - api['rps'] / r['rps']:>13.1%} / "
+                             f"{1 - r.get('cpu_us', nan) / api.get('cpu_us', nan):>7.1%}" for r in without)
+            print(f"{name:<13} {clients:>7} {api['rps']:>9.0f} ({api.get('cpu_us', nan):>5.0f}) {cells} {costs}")
 
 
 def report_ceiling(results: dict, concurrency: list[int], size: int) -> None:
