@@ -34,6 +34,18 @@ def last_kept_time_us(capture: Path) -> int:
     return last
 
 
+
+def wait_for(condition, what: str, timeout: float = 60.0):
+    """``condition()``'s first true value, asked every 50 ms; an AssertionError naming ``what``
+    when none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
 class System:
     """Child processes of one system under test, with their logs in ``log_dir``."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select, update
 
+from harness import wait_for
 from models import ApiClient, ApiUsage
 from services.b2b import access, keys, limits, tiers, usage
 from services.b2b.tiers import PlanError, resolve_plan
@@ -109,6 +111,10 @@ def test_keys_carry_a_checksum_and_are_stored_only_as_a_hash():
         assert keys.parse(typo) is None
     assert keys.parse(key + "x") is None and keys.parse(key[:-1]) is None and keys.parse(None) is None
     assert len({keys.new_key()[0] for _ in range(100)}) == 100
+    # Parsed keys are remembered, only those of a key's length: a header of any size costs no memory.
+    remembered = keys._parse.cache_info().currsize
+    assert keys.parse("cnk_live_" + "a" * 8000) is None and keys.parse(key) == presented
+    assert keys._parse.cache_info().currsize == remembered
 
 
 def test_tiers_have_defaults_and_per_client_overrides():
@@ -309,6 +315,39 @@ def test_a_revocation_from_another_process_stops_a_leased_client_at_once(b2b, en
     revoked = cannect(dict(env, ADMIN_TOKEN=ADMIN_TOKEN), "clients", "revoke", str(client["id"]), "--json")
     assert revoked.returncode == 0, revoked.stderr
     assert call(b2b, USAGE, key).status_code == 401
+
+
+def test_the_change_listener_hears_changes_again_after_its_connection_is_killed(rdb, monkeypatch):
+    """Its poller is registered on one descriptor: a new subscription (a new socket) must be
+    watched instead, or a change published later would go unheard."""
+    monkeypatch.setattr(access, "LISTEN_RETRY_SECONDS", 0.0)
+    heard, lost = [], []
+    changes = access.Changes(rdb, heard.append, lambda: lost.append(True))
+    assert changes.start() and changes.poll() and heard == []  # nothing published: quiet
+    limits.invalidate(rdb, 41)
+    wait_for(lambda: changes.poll() and 41 in heard, "the first change heard", 5)
+    first = changes._pubsub.connection._sock
+    old_fd, port = first.fileno(), first.getsockname()[1]
+    rdb.client_kill_filter(_id=next(c["id"] for c in rdb.client_list(_type="pubsub")
+                                    if c["addr"].endswith(f":{port}")))
+    wait_for(lambda: not changes.poll(), "the killed subscription noticed", 5)  # a hang-up is not quiet
+    assert lost and not changes.listening
+    # The old descriptor now names a connected socket that stays quiet: a poller still watching
+    # it would take the new subscription for quiet too, and miss what it receives.
+    quiet = socket.create_connection(("127.0.0.1", rdb.connection_pool.connection_kwargs["port"]))
+    duplicated = quiet.fileno() != old_fd  # (it may have taken the freed number itself)
+    if duplicated:
+        os.dup2(quiet.fileno(), old_fd)
+    try:
+        assert changes.start() and changes._pubsub.connection._sock.fileno() != old_fd
+        assert changes.poll() and heard == [41]
+        limits.invalidate(rdb, 42)
+        wait_for(lambda: changes.poll() and 42 in heard, "a change heard on the new socket", 5)
+    finally:
+        changes._pubsub.close()
+        if duplicated:
+            os.close(old_fd)
+        quiet.close()
 
 
 def test_two_processes_leasing_at_once_never_pass_the_limit_or_the_quota(make_api, rdb):

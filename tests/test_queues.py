@@ -16,6 +16,7 @@ import orjson
 import pytest
 import redis as redis_lib
 
+from harness import wait_for
 from models import BackfillJob
 from services import queues
 from services.queues import UnknownMessage
@@ -83,16 +84,6 @@ def enqueue(broker, name: str, events: int = 3):
     batch = {"conn": "c1", "seq": 7, "events": [{"did": "did:plc:x", "n": i} for i in range(events)]}
     return broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name="test.flaky", args=(name, batch),
                                            kwargs={}, options={}))
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never: {what}")
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import redis as redis_lib
 import websocket
-from harness import Client, System, Web, token_for
+from harness import Client, System, Web, token_for, wait_for
 from sqlalchemy import text
 
 from app.ws_limits import SWEEP_EVERY, IpLedger
@@ -279,13 +279,6 @@ def test_many_sockets_in_one_process_all_get_the_event(web, network):
     web.stop()
     opcode, frame = clients[0].ws.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(frame.data[:2], "big") == 1001
-
-
-def wait_for(condition, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_others(web, stream):

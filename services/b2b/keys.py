@@ -28,6 +28,7 @@ BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_ID_LENGTH = 12
 SECRET_LENGTH = 43  # 43 * log2(62) = 256.03 bits
 CHECKSUM_LENGTH = 6  # 62**6 > 2**32
+KEY_LENGTH = len(PREFIX) + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
 KEY_PATTERN = re.compile(rf"{PREFIX}([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})"
                          rf"([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})")
 HASH_SCHEME = "sha256$"
@@ -68,16 +69,20 @@ def new_key() -> tuple[str, str, str]:
     return key, key[len(PREFIX):len(PREFIX) + KEY_ID_LENGTH], hash_key(key)
 
 
-@functools.lru_cache(maxsize=4096)
 def parse(raw: str | None) -> PresentedKey | None:
-    """The key id and hash of a well-formed key with a valid checksum; None for anything else.
-
-    Remembered for the last 4,096 keys presented: a client sends the same key with every call,
-    and the checksum and hash were 2.5 us of each replayed answer's ~19. A flood of made-up keys
-    only pushes real ones out (each then costs what it did without the cache); the answer is the
-    same either way, so nothing about a key's validity depends on the cache."""
-    if not raw or len(raw) != len(PREFIX) + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH:
+    """The key id and hash of a well-formed key with a valid checksum; None for anything else."""
+    if not raw or len(raw) != KEY_LENGTH:
         return None
+    return _parse(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(raw: str) -> PresentedKey | None:
+    """Remembered for the last 4,096 keys of the right length (a few hundred KB at most): a
+    client sends the same key with every call, and the checksum and hash were 2.5 us of each
+    replayed answer's ~19. A flood of made-up keys only pushes real ones out (each then costs
+    what it did without the cache); the answer is the same either way, so nothing about a key's
+    validity depends on the cache."""
     match = KEY_PATTERN.fullmatch(raw)
     if match is None or not hmac.compare_digest(checksum(raw[:-CHECKSUM_LENGTH]), match.group(3)):
         return None
